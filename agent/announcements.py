@@ -32,6 +32,26 @@ class BGPRoute:
     services: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, order=True)
+class BGPSession:
+    """A BGP session this node keeps, from a BGPPeer whose nodeSelector matches it."""
+
+    name: str  # BGPPeer name
+    peer_address: str
+    peer_asn: int
+    local_asn: int
+    router_id: str
+    peer_port: int = 179
+    source_address: str | None = None  # None: the kernel picks (route lookup)
+    hold_time: int = 90
+    keepalive_time: int = 30
+    connect_time: int = 5
+    ebgp_multihop: bool = False
+    graceful_restart: bool = False
+    password_ref: tuple[str, str] | None = None  # (Secret name, key); the file is read by the speaker only
+    next_hops: tuple[str, ...] = ()  # this node's addresses to announce as next hop, at most one per family
+
+
 @dataclass(frozen=True)
 class Ownership:
     """Who announces one address, cluster-wide, and why (for status and `ironlb status`)."""
@@ -53,3 +73,5 @@ class Plan:
     ownership: tuple[Ownership, ...] = ()
     #: Service "ns/name" -> why it is not announced at all (no advertisement, no eligible node...).
     unannounced: Mapping[str, str] = field(default_factory=dict)
+    #: BGP sessions this node keeps (even with no route to announce).
+    bgp_sessions: tuple[BGPSession, ...] = ()

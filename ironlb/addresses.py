@@ -41,7 +41,12 @@ def parse_block(text: str) -> netaddr.IPRange:
         if first > last:
             raise ValueError(f"range start {first} is after its end {last}")
         return netaddr.IPRange(first, last)
-    ip = _ip(text)
+    try:
+        ip = _ip(text)
+    except ValueError:
+        raise ValueError(
+            "must be a CIDR (10.0.0.0/24), a range (10.0.0.10-10.0.0.20) or an address (IPv4 or IPv6)"
+        ) from None
     return netaddr.IPRange(ip, ip)
 
 

@@ -25,7 +25,7 @@ from ironlb import addresses
 
 API_GROUP = "ironlb.io"
 API_VERSION = "v1alpha1"
-GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+GROUP_VERSION: Literal["ironlb.io/v1alpha1"] = "ironlb.io/v1alpha1"
 #: ``spec.loadBalancerClass`` value IronLB answers for.
 LOAD_BALANCER_CLASS = "ironlb.io/ironlb"
 #: Node label that excludes a node from announcing (the upstream Kubernetes label).
@@ -83,7 +83,7 @@ class LabelSelector(Model):
     """A Kubernetes label selector. An empty selector matches everything."""
 
     matchLabels: dict[str, str] = Field(default_factory=dict)
-    matchExpressions: tuple[LabelSelectorRequirement, ...] = ()
+    matchExpressions: tuple[LabelSelectorRequirement, ...] = Field(default=(), max_length=64)
 
     def matches(self, labels: dict[str, str]) -> bool:
         if any(labels.get(k) != v for k, v in self.matchLabels.items()):
@@ -134,7 +134,14 @@ def _check_block(text: str) -> str:
 
 
 #: One pool entry: a CIDR, an ``a-b`` range or a single address.
-AddressBlock = Annotated[str, AfterValidator(_check_block)]
+AddressBlock = Annotated[
+    str,
+    AfterValidator(_check_block),
+    # schema-only: a cheap shape check for the CRD (the validator above is the real rule)
+    Field(json_schema_extra={"pattern": r"^[0-9a-fA-F:.]+(/[0-9]{1,3}|-[0-9a-fA-F:.]+)?$", "maxLength": 100}),
+]
+#: An IPv4 or IPv6 address in the CRD schema (shape only; the validators parse it).
+_IP_SHAPE: dict[str, Any] = {"pattern": r"^[0-9a-fA-F:.]+$", "maxLength": 45}
 
 
 class IPPoolSpec(Model):
@@ -142,12 +149,15 @@ class IPPoolSpec(Model):
 
     addresses: tuple[AddressBlock, ...] = Field(
         min_length=1,
+        max_length=256,
         description="CIDRs (10.0.0.0/24), ranges (10.0.0.10-10.0.0.20) or single addresses; IPv4 and IPv6.",
     )
     autoAssign: bool = Field(default=True, description="Hand out addresses to services that name no pool.")
     avoidBuggyIPs: bool = Field(default=False, description="Skip IPv4 addresses ending in .0 and .255.")
     serviceAllocation: ServiceAllocation = Field(default_factory=ServiceAllocation)
-    tenant: str | None = Field(default=None, description="Tenant that owns this pool; only its services use it.")
+    tenant: str | None = Field(
+        default=None, description="Tenant that owns this pool; only its services use it."
+    )
     disabled: bool = Field(default=False, description="Keep existing allocations but make no new ones.")
 
 
@@ -166,12 +176,26 @@ class BGPPeerSpec(Model):
 
     myASN: int = Field(ge=1, le=MAX_ASN)
     peerASN: int = Field(ge=1, le=MAX_ASN)
-    peerAddress: str
+    peerAddress: str = Field(json_schema_extra=_IP_SHAPE, description="The router's address.")
     peerPort: int = Field(default=179, ge=1, le=65535)
-    sourceAddress: str | None = None
-    routerID: str | None = Field(default=None, description="IPv4 router ID; defaults to the node's address.")
-    holdTime: int | None = Field(default=None, description="Seconds: 0 (no keepalives) or 3-65535.")
-    keepaliveTime: int | None = Field(default=None, description="Seconds, less than holdTime.")
+    sourceAddress: str | None = Field(
+        default=None, json_schema_extra=_IP_SHAPE, description="Local address to connect from."
+    )
+    routerID: str | None = Field(
+        default=None,
+        json_schema_extra={"pattern": r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$"},
+        description="IPv4 router ID; defaults to the node's address.",
+    )
+    holdTime: int | None = Field(
+        default=None,
+        json_schema_extra={"minimum": 0, "maximum": 65535},
+        description="Seconds: 0 (no keepalives) or 3-65535; default 90, or 3 x keepaliveTime.",
+    )
+    keepaliveTime: int | None = Field(
+        default=None,
+        json_schema_extra={"minimum": 0, "maximum": 21845},
+        description="Seconds, less than holdTime; default holdTime / 3.",
+    )
     connectTime: int = Field(default=5, ge=1, le=65535, description="Connect retry, seconds.")
     ebgpMultiHop: bool = False
     enableGracefulRestart: bool = False
@@ -248,7 +272,8 @@ class L2AdvertisementSpec(Model):
         default=None,
         ge=1,
         le=3600,
-        description="Seconds between periodic gratuitous ARP / unsolicited NA refreshes (1-3600); off if unset.",
+        description="Seconds between periodic gratuitous ARP / unsolicited NA refreshes (1-3600); "
+        "off if unset.",
     )
 
 
@@ -275,6 +300,25 @@ def parse_community(text: str) -> str:
     )
 
 
+def _check_community_item(text: str) -> str:
+    if not ALIAS_RE.match(text):
+        parse_community(text)
+    return text
+
+
+#: One community: a literal ('a:b', 'large:a:b:c') or the name of a Community alias.
+CommunityItem = Annotated[str, AfterValidator(_check_community_item)]
+
+
+def _check_literal(text: str) -> str:
+    parse_community(text)
+    return text
+
+
+AliasName = Annotated[str, Field(pattern=ALIAS_RE.pattern, max_length=63)]
+CommunityLiteral = Annotated[str, AfterValidator(_check_literal)]
+
+
 class BGPAdvertisementSpec(Model):
     """Announce addresses from the selected pools to BGP peers."""
 
@@ -283,34 +327,20 @@ class BGPAdvertisementSpec(Model):
     aggregationLength: int = Field(default=32, ge=0, le=32)
     aggregationLengthV6: int = Field(default=128, ge=0, le=128)
     localPref: int | None = Field(default=None, ge=0, le=MAX_ASN, description="iBGP local preference.")
-    communities: tuple[str, ...] = Field(
+    communities: tuple[CommunityItem, ...] = Field(
         default=(), description="'a:b', 'large:a:b:c' or names of Community aliases."
     )
     peers: tuple[str, ...] = Field(default=(), description="BGPPeer names; empty means every peer.")
     nodeSelector: LabelSelector | None = None
 
-    @field_validator("communities")
-    @classmethod
-    def _communities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if not ALIAS_RE.match(item):
-                parse_community(item)
-        return value
-
 
 class CommunitySpec(Model):
     """Named BGP community aliases, usable in BGPAdvertisement.communities."""
 
-    communities: dict[str, str] = Field(description="alias name -> 'a:b' or 'large:a:b:c'")
-
-    @field_validator("communities")
-    @classmethod
-    def _values(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, literal in value.items():
-            if not ALIAS_RE.match(name):
-                raise ValueError(f"alias {name!r} must be lower-case letters, digits and '-'")
-            parse_community(literal)
-        return value
+    communities: dict[AliasName, CommunityLiteral] = Field(
+        min_length=1,
+        max_length=256, description="alias name -> 'a:b' or 'large:a:b:c'"
+    )
 
 
 # --- Tenant ------------------------------------------------------------------------------
@@ -326,6 +356,60 @@ class TenantSpec(Model):
     )
 
 
+# --- status (written by the controller / agents; never read as input) -----------------------
+
+
+class Condition(Model):
+    """A Kubernetes-style condition (type Ready / Conflicting / QuotaExceeded ...)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    lastTransitionTime: str | None = Field(default=None, description="RFC 3339 time.")
+
+
+class IPPoolStatus(Model):
+    """Addresses in use and free, per family."""
+
+    assignedIPv4: int = Field(default=0, ge=0)
+    availableIPv4: int = Field(default=0, ge=0)
+    assignedIPv6: int = Field(default=0, ge=0)
+    availableIPv6: int = Field(default=0, ge=0)
+    conditions: tuple[Condition, ...] = ()
+
+
+class PeerSession(Model):
+    """One node's session to the peer."""
+
+    node: str
+    state: Literal["Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established", "Unknown"]
+    prefixes: int = Field(default=0, ge=0, description="Prefixes announced on this session.")
+
+
+class BGPPeerStatus(Model):
+    """Session state summed over nodes, and per node."""
+
+    state: str = Field(default="", description="Established on every node, or e.g. '2/3 Established'.")
+    sessions: tuple[PeerSession, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+
+
+class TenantStatus(Model):
+    """Addresses the tenant's services hold against its quota."""
+
+    used: int = Field(default=0, ge=0)
+    quota: int | None = Field(default=None, ge=0)
+    conditions: tuple[Condition, ...] = ()
+
+
+class AdvertisementStatus(Model):
+    """How many addresses the advertisement currently selects."""
+
+    addresses: int = Field(default=0, ge=0)
+    conditions: tuple[Condition, ...] = ()
+
+
 # --- resources ---------------------------------------------------------------------------
 
 
@@ -336,6 +420,8 @@ class Resource(Model):
 
     KIND: ClassVar[str] = ""
     PLURAL: ClassVar[str] = ""
+    #: The status model the controller writes (None: no status subresource).
+    STATUS: ClassVar[type[Model] | None] = None
     apiVersion: Literal["ironlb.io/v1alpha1"] = GROUP_VERSION
     kind: str
     metadata: ObjectMeta
@@ -358,6 +444,7 @@ class Resource(Model):
 class IPPool(Resource):
     KIND = "IPPool"
     PLURAL = "ippools"
+    STATUS = IPPoolStatus
     kind: Literal["IPPool"] = "IPPool"
     spec: IPPoolSpec
 
@@ -365,6 +452,7 @@ class IPPool(Resource):
 class BGPPeer(Resource):
     KIND = "BGPPeer"
     PLURAL = "bgppeers"
+    STATUS = BGPPeerStatus
     kind: Literal["BGPPeer"] = "BGPPeer"
     spec: BGPPeerSpec
 
@@ -372,6 +460,7 @@ class BGPPeer(Resource):
 class L2Advertisement(Resource):
     KIND = "L2Advertisement"
     PLURAL = "l2advertisements"
+    STATUS = AdvertisementStatus
     kind: Literal["L2Advertisement"] = "L2Advertisement"
     spec: L2AdvertisementSpec
 
@@ -379,6 +468,7 @@ class L2Advertisement(Resource):
 class BGPAdvertisement(Resource):
     KIND = "BGPAdvertisement"
     PLURAL = "bgpadvertisements"
+    STATUS = AdvertisementStatus
     kind: Literal["BGPAdvertisement"] = "BGPAdvertisement"
     spec: BGPAdvertisementSpec
 
@@ -393,11 +483,25 @@ class Community(Resource):
 class Tenant(Resource):
     KIND = "Tenant"
     PLURAL = "tenants"
+    STATUS = TenantStatus
     kind: Literal["Tenant"] = "Tenant"
     spec: TenantSpec
 
 
 #: Every custom resource kind, by ``kind``.
-RESOURCE_KINDS: dict[str, type[Resource]] = {
-    cls.KIND: cls for cls in (IPPool, BGPPeer, L2Advertisement, BGPAdvertisement, Community, Tenant)
-}
+# Registered one call at a time on purpose: any expression that mixes the six classes (a
+# dict literal, a tuple, a comprehension) makes mypy 2.4 compute their join, which takes
+# minutes and gigabytes of memory.
+RESOURCE_KINDS: dict[str, type[Resource]] = {}
+
+
+def _register(cls: type[Resource]) -> None:
+    RESOURCE_KINDS[cls.KIND] = cls
+
+
+_register(IPPool)
+_register(BGPPeer)
+_register(L2Advertisement)
+_register(BGPAdvertisement)
+_register(Community)
+_register(Tenant)

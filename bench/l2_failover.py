@@ -1,0 +1,111 @@
+"""Layer-2 failover: time from owner loss until the client's TCP connect reaches the VIP
+on another node, over many runs, for a graceful stop (SIGTERM) and a crash (SIGKILL).
+
+Lab: 3 nodes running real agents (gossip membership, default settings), one IPv4 VIP.
+Each run: the client confirms it reaches the owner, the owner's agent is signalled (t0),
+a watcher in the client namespace connects in a tight loop (50 ms connect timeout) until
+another node answers (t1, same CLOCK_MONOTONIC); then the agent is restarted and the VIP
+returns to it before the next run.  The old node keeps its TCP server, so "moved" means
+the client's neighbour entry was updated by the successor's gratuitous ARP.
+
+Run as root: ``python bench/l2_failover.py [--runs 20]``.  Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lab import VIP_PORT, Lab
+from lab.agents import Agents, l2_advertisement, nodes, pool, service
+
+VIP = "10.77.0.200"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def one_run(lab: Lab, agents: Agents, sig: int) -> float:
+    old = agents.wait_owner(VIP, timeout=20)
+    watch = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.ns("client"),
+            sys.executable,
+            "-m",
+            "lab.tcpwatch",
+            VIP,
+            str(VIP_PORT),
+            old,
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
+    try:
+        assert watch.stdout is not None
+        line = watch.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"watcher never reached {old}: {line!r}")
+        proc = agents.procs.pop(old)
+        t0 = time.monotonic()
+        os.kill(proc.pid, sig)
+        result = watch.stdout.readline().split()
+        watch.wait(timeout=30)
+        lab.stop(proc, signal.SIGKILL, timeout=5)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    if not result or result[0] != "moved":
+        raise RuntimeError(f"VIP never moved after {signal.Signals(sig).name}: {result}")
+    elapsed = (float(result[2]) - t0) * 1000
+    agents.start(old)
+    agents.wait_status(old)
+    deadline = time.monotonic() + 20
+    while agents.wait_owner(VIP, timeout=20) != old and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let the returning owner's GARP schedule settle the client's cache
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    out: dict[str, float] = {}
+    with Lab(nodes=3) as lab:
+        lab.start_vip_servers()
+        agents = Agents(lab)
+        agents.write(pool(), l2_advertisement(), *nodes(lab), service("web", VIP))
+        agents.start_all()
+        for name, sig in (("graceful", signal.SIGTERM), ("crash", signal.SIGKILL)):
+            times = [one_run(lab, agents, sig) for _ in range(args.runs)]
+            print(
+                f"{name:8}: runs={len(times)} p50={statistics.median(times):.1f} ms "
+                f"p95={pct(times, 0.95):.1f} ms "
+                f"min={min(times):.1f} max={max(times):.1f}  all={[round(t) for t in times]}"
+            )
+            out[f"{name}_p50_ms"] = round(statistics.median(times), 1)
+            out[f"{name}_p95_ms"] = round(pct(times, 0.95), 1)
+            out[f"{name}_max_ms"] = round(max(times), 1)
+        out["runs"] = args.runs
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

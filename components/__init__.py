@@ -1,0 +1,46 @@
+"""IronLB's Pulumi components: the declarative half.
+
+One ComponentResource per concept, each with type token ``ironlb:index:<ClassName>``
+(the form component providers require, so other languages can consume them later):
+
+- :class:`NodeAgent` -- namespace, CRDs, RBAC, config, membership key, DaemonSet;
+- :class:`IpPool`, :class:`BgpPeer`, :class:`L2Advertisement`, :class:`BgpAdvertisement`,
+  :class:`Community` -- one ``ironlb.io`` custom resource each, validated by the schema;
+- :class:`Tenant` -- a team's namespaces, pools and quotas;
+- :class:`LoadBalancerService` -- a Service of type LoadBalancer served by IronLB.
+
+``components.program`` turns a stack's config into these; ``components.offline`` runs that
+program under Pulumi's mock runtime for ``ironlb render`` / ``ironlb plan``.  Nothing here
+imports the agent (import-linter enforces it).
+"""
+
+from components.base import InvalidConfigError
+from components.node_agent import NodeAgent
+from components.resources import BgpAdvertisement, BgpPeer, Community, IpPool, L2Advertisement
+from components.service import LoadBalancerService
+from components.tenant import Tenant
+
+#: Every component class (for the component provider and the Analyzer test).
+COMPONENTS = (
+    NodeAgent,
+    IpPool,
+    BgpPeer,
+    L2Advertisement,
+    BgpAdvertisement,
+    Community,
+    Tenant,
+    LoadBalancerService,
+)
+
+__all__ = [
+    "COMPONENTS",
+    "BgpAdvertisement",
+    "BgpPeer",
+    "Community",
+    "InvalidConfigError",
+    "IpPool",
+    "L2Advertisement",
+    "LoadBalancerService",
+    "NodeAgent",
+    "Tenant",
+]

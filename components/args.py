@@ -1,0 +1,348 @@
+"""Component inputs: one documented TypedDict per component, and the converters to the schema.
+
+The component args use Pulumi's Python convention (snake_case keys); the schema
+(``ironlb.model``) uses the camelCase keys users write in YAML.  The two are the *same
+fields*: :func:`to_spec` and :func:`to_args` walk the pydantic model to rename keys, so a
+field added to the schema needs no edit here other than its documentation line.  Keys
+inside free-form maps (label selectors, community aliases) are user data and are never
+renamed.
+
+This module must not use ``from __future__ import annotations``: the component
+provider Analyzer reads these annotations at run time to build the package schema.
+"""
+
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import pulumi
+from pydantic import BaseModel
+
+# --- key renaming ------------------------------------------------------------------------
+
+
+def _norm(key: str) -> str:
+    """Spelling-insensitive key: ``avoid_buggy_ips`` and ``avoidBuggyIPs`` both give ``avoidbuggyips``."""
+    return key.replace("_", "").lower()
+
+
+def _snake(key: str) -> str:
+    """Schema key -> args key, using the TypedDicts' own spelling (``myASN`` -> ``my_asn``)."""
+    known = _snake_names()
+    return known.get(_norm(key)) or re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), key)
+
+
+def _snake_names() -> dict[str, str]:
+    names: dict[str, str] = {}
+    for value in list(globals().values()):
+        if isinstance(value, type) and typing.is_typeddict(value):
+            names.update({_norm(k): k for k in value.__annotations__})
+    return names
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model class inside ``X | None`` / ``tuple[X, ...]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, tuple, list):
+        for arg in typing.get_args(annotation):
+            found = _model_of(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _rename(model: type[BaseModel], value: Any, to_model: bool) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_rename(model, v, to_model) for v in value]
+    if not isinstance(value, Mapping):
+        return value
+    fields = {_norm(name): name for name in model.model_fields}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        field_name = fields.get(_norm(key)) if to_model else key
+        if field_name is None:  # unknown key: keep it so the schema names it in its error
+            out[key] = item
+            continue
+        inner = _model_of(model.model_fields[field_name].annotation)
+        out_key = field_name if to_model else _snake(key)
+        out[out_key] = _rename(inner, item, to_model) if inner is not None else item
+    return out
+
+
+def to_spec(model: type[BaseModel], args: Mapping[str, Any]) -> dict[str, Any]:
+    """Component args (snake_case) -> schema spec dict (camelCase), dropping None values."""
+    clean = {k: v for k, v in args.items() if v is not None}
+    result: dict[str, Any] = _rename(model, clean, True)
+    return result
+
+
+def to_args(spec: BaseModel) -> dict[str, Any]:
+    """A validated schema spec -> component args (snake_case), without defaults or Nones."""
+    body = spec.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    result: dict[str, Any] = _rename(type(spec), body, False)
+    return result
+
+
+# --- shared shapes -----------------------------------------------------------------------
+
+
+class LabelSelectorRequirementArgs(TypedDict, total=False):
+    """One matchExpressions entry of a Kubernetes label selector."""
+
+    key: str
+    """Label key."""
+    operator: str
+    """In, NotIn, Exists or DoesNotExist."""
+    values: list[str]
+    """Values for In / NotIn."""
+
+
+class LabelSelectorArgs(TypedDict, total=False):
+    """A Kubernetes label selector; empty matches everything."""
+
+    match_labels: dict[str, str]
+    """Labels that must all be present with these values."""
+    match_expressions: list[LabelSelectorRequirementArgs]
+    """Set-based requirements."""
+
+
+class ServiceAllocationArgs(TypedDict, total=False):
+    """Which services a pool serves, and in what order pools are tried."""
+
+    priority: int
+    """Lower numbers are tried first (0-1000000)."""
+    namespaces: list[str]
+    """Namespaces that may use this pool."""
+    namespace_selector: LabelSelectorArgs
+    """Namespaces, by label, that may use this pool."""
+    service_selector: LabelSelectorArgs
+    """Services, by label, that may use this pool."""
+
+
+# --- per component -----------------------------------------------------------------------
+
+
+class IpPoolArgs(TypedDict, total=False):
+    """An IPPool: addresses IronLB may hand to LoadBalancer Services."""
+
+    addresses: list[str]
+    """CIDRs (10.0.0.0/24), ranges (10.0.0.10-10.0.0.20) or single addresses; IPv4 and IPv6."""
+    auto_assign: bool
+    """Hand out addresses to services that name no pool (default true)."""
+    avoid_buggy_ips: bool
+    """Skip IPv4 addresses ending in .0 and .255."""
+    service_allocation: ServiceAllocationArgs
+    """Priority and the namespaces/services this pool serves."""
+    tenant: str
+    """Tenant that owns this pool; only its services may use it."""
+    disabled: bool
+    """Keep existing allocations but make no new ones."""
+    namespace: str
+    """Namespace of the IronLB installation (where namespaced custom resources go)."""
+    labels: dict[str, str]
+    """Labels on the custom resource (for ipPoolSelector)."""
+
+
+class BgpPeerArgs(TypedDict, total=False):
+    """A BGPPeer: a BGP session from matching nodes to a router."""
+
+    my_asn: int
+    """The nodes' ASN (1-4294967295)."""
+    peer_asn: int
+    """The router's ASN (1-4294967295)."""
+    peer_address: str
+    """The router's address."""
+    peer_port: int
+    """TCP port (default 179)."""
+    source_address: str
+    """Local address to connect from."""
+    router_id: str
+    """IPv4 router ID; defaults to the node's address."""
+    hold_time: int
+    """Seconds: 0 (no keepalives) or 3-65535."""
+    keepalive_time: int
+    """Seconds, less than hold_time."""
+    connect_time: int
+    """Connect retry, seconds."""
+    ebgp_multi_hop: bool
+    """Allow the router to be more than one hop away."""
+    enable_graceful_restart: bool
+    """Advertise graceful restart."""
+    password: pulumi.Input[str]
+    """TCP-MD5 password. Pass a Pulumi secret; it is stored only in a Kubernetes Secret."""
+    password_secret_name: str
+    """Name of the Kubernetes Secret holding the password (default ironlb-bgp-<peer>)."""
+    node_selector: LabelSelectorArgs
+    """Nodes that open this session; all when unset."""
+    namespace: str
+    """Namespace of the IronLB installation (the Secret and namespaced resources go there)."""
+
+
+class L2AdvertisementArgs(TypedDict, total=False):
+    """Announce addresses from the selected pools by answering ARP / NDP on the LAN."""
+
+    ip_pools: list[str]
+    """Pool names; empty with no selector means all pools."""
+    ip_pool_selector: LabelSelectorArgs
+    """Pools, by label."""
+    node_selector: LabelSelectorArgs
+    """Nodes that may announce."""
+    interfaces: list[str]
+    """Interfaces to answer on; empty means the one whose subnet holds the address."""
+    garp_interval: float
+    """Seconds between periodic gratuitous ARP / unsolicited NA refreshes (1-3600)."""
+    namespace: str
+    """Namespace of the IronLB installation."""
+
+
+class BgpAdvertisementArgs(TypedDict, total=False):
+    """Announce addresses from the selected pools to BGP peers."""
+
+    ip_pools: list[str]
+    """Pool names; empty with no selector means all pools."""
+    ip_pool_selector: LabelSelectorArgs
+    """Pools, by label."""
+    aggregation_length: int
+    """IPv4 prefix length announced (default 32)."""
+    aggregation_length_v6: int
+    """IPv6 prefix length announced (default 128)."""
+    local_pref: int
+    """iBGP local preference."""
+    communities: list[str]
+    """'a:b', 'large:a:b:c' or names of Community aliases."""
+    peers: list[str]
+    """BGPPeer names; empty means every peer."""
+    node_selector: LabelSelectorArgs
+    """Nodes that may announce."""
+    namespace: str
+    """Namespace of the IronLB installation."""
+
+
+class TenantArgs(TypedDict, total=False):
+    """A tenant: the namespaces it owns, the pools only it may use, and its quota."""
+
+    namespaces: list[str]
+    """Namespaces this tenant owns."""
+    adopt_namespaces: list[str]
+    """Of those, namespaces that already exist: labelled, never created or deleted."""
+    pools: dict[str, IpPoolArgs]
+    """Pools this tenant owns, by pool name (their tenant field is set for you)."""
+    granted_pools: list[str]
+    """Further pools, defined elsewhere, that this tenant owns."""
+    max_addresses: int
+    """IronLB quota: most addresses the tenant's services may hold at once."""
+    max_load_balancer_services: int
+    """Kubernetes ResourceQuota services.loadbalancers per namespace."""
+    namespace: str
+    """Namespace of the IronLB installation."""
+
+
+class ServicePortArgs(TypedDict, total=False):
+    """One port of a LoadBalancer Service."""
+
+    port: int
+    """Port number (1-65535)."""
+    protocol: str
+    """TCP, UDP or SCTP (default TCP)."""
+    name: str
+    """Port name (required by Kubernetes when there is more than one port)."""
+    target_port: int
+    """Container port (default: port)."""
+
+
+class LoadBalancerServiceArgs(TypedDict, total=False):
+    """A Service of type LoadBalancer served by IronLB."""
+
+    namespace: str
+    """Namespace of the Service."""
+    service_name: str
+    """metadata.name (default: the component name)."""
+    ports: list[ServicePortArgs]
+    """Ports to expose."""
+    selector: dict[str, str]
+    """Pods behind the Service."""
+    pool: str
+    """Pool to allocate from."""
+    ips: list[str]
+    """Addresses to pin."""
+    sharing_key: str
+    """Services with the same key may share an address when their ports differ."""
+    external_traffic_policy: str
+    """Cluster or Local."""
+    ip_family_policy: str
+    """SingleStack, PreferDualStack or RequireDualStack."""
+    ip_families: list[str]
+    """IPv4 and/or IPv6, in preference order."""
+    labels: dict[str, str]
+    """Labels on the Service."""
+    annotations: dict[str, str]
+    """Further annotations on the Service."""
+
+
+class TolerationArgs(TypedDict, total=False):
+    """A Kubernetes toleration."""
+
+    key: str
+    """Taint key."""
+    operator: str
+    """Exists or Equal."""
+    value: str
+    """Taint value (with Equal)."""
+    effect: str
+    """NoSchedule, PreferNoSchedule or NoExecute."""
+
+
+class NodeAgentArgs(TypedDict, total=False):
+    """The IronLB node agent: namespace, CRDs, RBAC, config and the DaemonSet."""
+
+    namespace: str
+    """Namespace to install into (default ironlb-system)."""
+    create_namespace: bool
+    """Create the namespace (default true); false adopts an existing one."""
+    install_crds: bool
+    """Install the ironlb.io CRDs (default true)."""
+    image: str
+    """Agent image (default ghcr.io/ironlb/agent:<version>)."""
+    version: str
+    """Agent version tag, used when image is unset (default 0.1.0)."""
+    node_selector: dict[str, str]
+    """Nodes that run the agent."""
+    tolerations: list[TolerationArgs]
+    """Tolerations (default: control-plane NoSchedule)."""
+    cpu_request: str
+    """CPU request (default 50m)."""
+    memory_request: str
+    """Memory request (default 64Mi)."""
+    cpu_limit: str
+    """CPU limit (default 500m)."""
+    memory_limit: str
+    """Memory limit (default 256Mi)."""
+    metrics_port: int
+    """Prometheus metrics port on the host (default 7472)."""
+    health_port: int
+    """/healthz and /readyz port on the host (default 7473)."""
+    membership_port: int
+    """Agent-to-agent membership heartbeat port, UDP (default 7946)."""
+    log_level: str
+    """debug, info, warning or error (default info)."""
+    membership_key: pulumi.Input[str]
+    """Shared key that authenticates membership messages. Pass a Pulumi secret."""
+    bgp_password_secrets: list[str]
+    """BGP password Secrets in the namespace, as "name/key" ("name" means key password); each is
+    mounted at /etc/ironlb/secrets/<name>/<key>."""
+
+
+def label_selector(args: LabelSelectorArgs | None) -> dict[str, Any] | None:
+    """Selector args -> Kubernetes selector body (camelCase)."""
+    if not args:
+        return None
+    body: dict[str, Any] = {}
+    if args.get("match_labels"):
+        body["matchLabels"] = dict(args["match_labels"])
+    if args.get("match_expressions"):
+        body["matchExpressions"] = [dict(e) for e in args["match_expressions"]]
+    return body

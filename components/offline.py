@@ -1,0 +1,321 @@
+"""Run the IronLB program without the Pulumi engine: Pulumi's own mock runtime, recorded.
+
+``ironlb render`` and the tests use this to see exactly what ``pulumi up`` would create.
+:class:`Recorder` is a :class:`pulumi.runtime.Mocks` that remembers every registered
+resource (type, name, inputs in wire format); :func:`evaluate` sets the mocks and the
+stack config *before* importing anything that builds resources (resources created
+before ``set_mocks`` are silently lost), runs :func:`components.program.run` inside
+``@pulumi.runtime.test`` (so every registration has landed when it returns), and gives
+back the recorded resources and the resolved stack outputs.
+
+:func:`manifests` turns the recorded Kubernetes resources into plain manifests:
+integral floats back to ints (the wire format has only doubles), secret values replaced
+by :data:`~components.stackconfig.REDACTED` (Pulumi marks them, so nothing secret can
+slip through), and every Secret's data redacted whatever its marking.
+
+A tenant stack's StackReference is answered from the platform stack's grants, computed
+from the platform's own stack file (``tenant_grants``), so tenant stacks render offline too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime.mocks import MockMonitor
+
+from components.base import InvalidConfigError
+from components.stackconfig import (
+    PROJECT,
+    REDACTED,
+    StackSpec,
+    documents,
+    read_stack_file,
+    spec_from_values,
+    tenant_documents,
+    tenant_grants,
+)
+from ironlb.config import Config, parse
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker for a secret value on the wire
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One registration: what the engine would be asked to create."""
+
+    typ: str
+    name: str
+    inputs: Mapping[str, Any]  # wire format: camelCase, secrets wrapped in the secret signature
+    custom: bool
+    provider: str | None
+    urn: str = ""
+    parent: str = ""  # parent URN ("" for the stack's direct children)
+    secret_outputs: tuple[str, ...] = ()  # additional_secret_outputs
+    dependencies: tuple[str, ...] = ()  # URNs from depends_on
+
+
+@dataclass(frozen=True)
+class LoadedStack:
+    """A stack file read offline and checked with the shared schema."""
+
+    name: str
+    values: Mapping[str, Any]
+    secret_keys: frozenset[str]
+    spec: StackSpec
+    config: Config
+    #: platform stack name -> the outputs a StackReference to it returns
+    references: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    resources: tuple[Recorded, ...]
+    outputs: Mapping[str, Any]
+
+
+def stack_path(stacks_dir: Path, stack: str) -> Path:
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def load_stack(stack: str, stacks_dir: Path) -> LoadedStack:
+    """Read and check ``stacks/Pulumi.<stack>.yaml`` (raises ConfigError / FileNotFoundError)."""
+    path = stack_path(stacks_dir, stack)
+    if not path.is_file():
+        known = sorted(
+            p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob("Pulumi.*.yaml")
+        )
+        raise FileNotFoundError(f"no stack file {path}; stacks here: {', '.join(known) or 'none'}")
+    values, secrets = read_stack_file(path)
+    spec = spec_from_values(values)
+    if spec.platform is None:
+        return LoadedStack(stack, values, frozenset(secrets), spec, parse(documents(spec)))
+    platform_name = spec.platform.stack.rsplit("/", 1)[-1]
+    platform = load_stack(platform_name, stacks_dir)
+    grants = tenant_grants(platform.config)
+    config = parse(tenant_documents(grants, spec.platform.tenant, spec))
+    return LoadedStack(
+        stack, values, frozenset(secrets), spec, config, {spec.platform.stack: {"tenantGrants": grants}}
+    )
+
+
+_request = threading.local()
+
+
+class _RecordingMonitor(MockMonitor):
+    """The mock monitor, also keeping what Mocks are not told: parent, secret outputs, depends_on."""
+
+    def RegisterResource(self, request: Any) -> Any:
+        _request.value = request
+        try:
+            return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        finally:
+            _request.value = None
+
+
+class Recorder(pulumi.runtime.Mocks):
+    """Mocks that record registrations and answer StackReferences from ``references``."""
+
+    def __init__(
+        self,
+        references: Mapping[str, Mapping[str, Any]] | None = None,
+        planned: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.resources: list[Recorded] = []
+        self.references = dict(references or {})
+        self.planned = dict(planned or {})  # "ns/name" -> addresses, reported as the Service status
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            state = {**args.inputs, "outputs": dict(self.references.get(str(args.inputs.get("name")), {}))}
+            self.resources.append(Recorded(args.typ, args.name, state, True, args.provider))
+            return args.name, state
+        req = getattr(_request, "value", None)
+        extra: dict[str, Any] = {}
+        if req is not None:
+            monitor = pulumi.runtime.settings.get_monitor()
+            urn = monitor.make_urn(req.parent, req.type, req.name) if isinstance(monitor, MockMonitor) else ""
+            extra = {
+                "urn": urn,
+                "parent": req.parent,
+                "secret_outputs": tuple(req.additionalSecretOutputs),
+                "dependencies": tuple(req.dependencies),
+            }
+        self.resources.append(
+            Recorded(args.typ, args.name, dict(args.inputs), bool(args.custom), args.provider, **extra)
+        )
+        state = dict(args.inputs)
+        if args.typ == "kubernetes:core/v1:Service":
+            meta = state.get("metadata") or {}
+            ips = self.planned.get(f"{meta.get('namespace', 'default')}/{meta.get('name')}", ())
+            state["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+def config_map(values: Mapping[str, Any]) -> dict[str, str]:
+    """Stack values -> the ``set_all_config`` form (``ironlb:key`` -> JSON or string)."""
+    return {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+
+def run_mocked(
+    build: Callable[[], Any],
+    values: Mapping[str, Any] | None = None,
+    secret_keys: Iterable[str] = (),
+    *,
+    stack: str = "dev",
+    references: Mapping[str, Mapping[str, Any]] | None = None,
+    planned: Mapping[str, tuple[str, ...]] | None = None,
+) -> Evaluation:
+    """Run ``build()`` under fresh mocks and config; return what it registered and its resolved result.
+
+    Mocks and config are set *before* ``build`` runs (resources created earlier are lost).
+    ``planned`` (service key -> addresses) is what mocked Services report as their status.
+    Exceptions raised by ``build`` (or inside an apply) propagate to the caller.
+    """
+    recorder = Recorder(references, planned)
+    pulumi.runtime.set_mocks(
+        recorder, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(recorder)
+    )
+    pulumi.runtime.set_all_config(
+        config_map(values or {}), secret_keys=[f"{PROJECT}:{k}" for k in secret_keys]
+    )
+    box: dict[str, Any] = {}
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> pulumi.Output[Any]:
+        return pulumi.Output.from_input(build()).apply(lambda v: box.update(result=v))
+
+    loop = asyncio.get_event_loop()
+    loop.set_exception_handler(_quiet_config_errors)
+    try:
+        program()
+    except InvalidConfigError as exc:
+        clean = InvalidConfigError(exc.issues)
+    else:
+        return Evaluation(tuple(recorder.resources), _plain(box.get("result", {})))
+    # What registered before the failure, for callers that must show nothing slipped through.
+    setattr(clean, "recorded", tuple(recorder.resources))  # noqa: B010
+    raise clean
+
+
+def _quiet_config_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A failed apply leaves futures holding the InvalidConfigError we already raised: the
+    caller has it, so do not log it again (with a traceback) whenever they are collected."""
+    if isinstance(context.get("exception"), InvalidConfigError):
+        return
+    loop.default_exception_handler(context)
+
+
+def evaluate(
+    values: Mapping[str, Any],
+    secret_keys: Iterable[str] = (),
+    *,
+    stack: str = "dev",
+    references: Mapping[str, Mapping[str, Any]] | None = None,
+    planned: Mapping[str, tuple[str, ...]] | None = None,
+) -> Evaluation:
+    """Run the IronLB program for stack ``values``; the result is the stack outputs."""
+    from components.program import run
+
+    return run_mocked(
+        lambda: run(pulumi.Config(PROJECT)),
+        values,
+        secret_keys,
+        stack=stack,
+        references=references,
+        planned=planned,
+    )
+
+
+def evaluate_stack(loaded: LoadedStack) -> Evaluation:
+    """Run a loaded stack's program; Services report the addresses the allocator plans for them."""
+    from ironlb.ipam import allocate_all
+
+    assignments, _ = allocate_all(loaded.config)
+    planned = {key: a.addresses for key, a in assignments.items()}
+    return evaluate(
+        loaded.values, loaded.secret_keys, stack=loaded.name, references=loaded.references, planned=planned
+    )
+
+
+# --- manifests ---------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """Wire values -> plain YAML-able values: secrets redacted, integral floats as ints."""
+    if isinstance(value, Mapping):
+        if SECRET_SIG in value:
+            return REDACTED
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _unwrap(value: Any) -> Any:
+    return value.get("value") if isinstance(value, Mapping) and SECRET_SIG in value else value
+
+
+def to_manifest(res: Recorded) -> dict[str, Any]:
+    """One recorded resource as a manifest. A Secret keeps its keys; every value is redacted."""
+    inputs = dict(res.inputs)
+    if inputs.get("kind") == "Secret":
+        for key in ("data", "stringData"):
+            if key in inputs:
+                data = _unwrap(inputs[key])
+                inputs[key] = {k: REDACTED for k in data} if isinstance(data, Mapping) else REDACTED
+    body: dict[str, Any] = _plain(inputs)
+    return body
+
+
+#: Apply order: what must exist before what.
+KIND_ORDER = (
+    "Namespace",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "Secret",
+    "DaemonSet",
+    "ResourceQuota",
+    "Community",
+    "IPPool",
+    "Tenant",
+    "BGPPeer",
+    "L2Advertisement",
+    "BGPAdvertisement",
+    "Service",
+)
+
+
+def _sort_key(manifest: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    kind = str(manifest.get("kind"))
+    meta = manifest.get("metadata") or {}
+    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    return rank, kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def manifests(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Every Kubernetes object the program creates, in apply order (deterministic)."""
+    found = [to_manifest(r) for r in evaluation.resources if r.custom and r.typ.startswith("kubernetes:")]
+    return sorted(found, key=_sort_key)
+
+
+def file_name(index: int, manifest: Mapping[str, Any]) -> str:
+    meta = manifest.get("metadata") or {}
+    ns = f"{meta['namespace']}." if meta.get("namespace") else ""
+    return f"{index:03d}-{str(manifest.get('kind')).lower()}-{ns}{meta.get('name')}.yaml"

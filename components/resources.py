@@ -1,0 +1,170 @@
+"""Components for IronLB's own objects: IpPool, BgpPeer, L2Advertisement, BgpAdvertisement, Community.
+
+Each one validates its args through the shared schema *before* registering (so a bad
+address fails ``pulumi preview`` with the schema's message), then emits one
+``ironlb.io/v1alpha1`` custom resource as its child.  Pass the agent's CRDs in
+``opts.depends_on`` so the objects are created after their definitions.
+
+BgpPeer is the only one holding a secret: the password (a Pulumi secret) goes into a
+Kubernetes Secret marked ``additional_secret_outputs``; the BGPPeer object only
+references it (``passwordSecretRef``), so the password never appears in plain text in
+state, outputs or rendered YAML.
+
+No ``from __future__ import annotations`` here: the Analyzer reads the annotations.
+"""
+
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.args import (
+    BgpAdvertisementArgs,
+    BgpPeerArgs,
+    IpPoolArgs,
+    L2AdvertisementArgs,
+    to_spec,
+)
+from components.base import DEFAULT_NAMESPACE, MANAGED_BY, child_opts, custom_resource, token, validate
+from ironlb import model
+
+#: Key of the password inside the Secret a BgpPeer creates.
+PASSWORD_KEY = "password"
+
+
+def bgp_password_secret_name(peer: str) -> str:
+    """The default name of the Secret holding ``peer``'s password."""
+    return f"ironlb-bgp-{peer}"
+
+
+def _split(args: Any, *local: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(component-only keys, schema keys)."""
+    mine = {k: args[k] for k in local if k in args}
+    rest = {k: v for k, v in dict(args).items() if k not in local}
+    return mine, rest
+
+
+class IpPool(pulumi.ComponentResource):
+    """An IPPool: addresses IronLB may hand to LoadBalancer Services."""
+
+    pool_name: pulumi.Output[str]
+    """The IPPool's metadata.name."""
+    addresses: pulumi.Output[list[str]]
+    """The pool's address blocks."""
+
+    def __init__(self, name: str, args: IpPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        local, spec = _split(args, "namespace", "labels")
+        res = validate(model.IPPool, name, to_spec(model.IPPoolSpec, spec), local.get("labels"))
+        super().__init__(token("IpPool"), name, {}, opts)
+        self.resource = res
+        self.cr = custom_resource(
+            f"{name}-ippool", res, local.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+        )
+        self.pool_name = pulumi.Output.from_input(res.name)
+        self.addresses = pulumi.Output.from_input(list(res.spec.addresses))
+        self.register_outputs({"pool_name": self.pool_name, "addresses": self.addresses})
+
+
+class BgpPeer(pulumi.ComponentResource):
+    """A BGPPeer: a BGP session to a router. The password becomes a Kubernetes Secret."""
+
+    peer_name: pulumi.Output[str]
+    """The BGPPeer's metadata.name."""
+    password_secret_name: pulumi.Output[str]
+    """Name of the Secret holding the password ('' when there is none)."""
+
+    def __init__(self, name: str, args: BgpPeerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        local, spec = _split(args, "namespace", "password", "password_secret_name")
+        namespace = local.get("namespace", DEFAULT_NAMESPACE)
+        password = local.get("password")
+        secret_name = local.get("password_secret_name") or bgp_password_secret_name(name)
+        if password is not None:
+            spec["password_secret_ref"] = {"name": secret_name, "key": PASSWORD_KEY}
+        res = validate(model.BGPPeer, name, to_spec(model.BGPPeerSpec, spec))
+        super().__init__(token("BgpPeer"), name, {}, opts)
+        self.resource = res
+        self.secret: k8s.core.v1.Secret | None = None
+        if password is not None:
+            self.secret = k8s.core.v1.Secret(
+                f"{name}-password",
+                metadata={"name": secret_name, "namespace": namespace, "labels": dict(MANAGED_BY)},
+                type="Opaque",
+                string_data={PASSWORD_KEY: pulumi.Output.secret(password)},
+                opts=child_opts(self, opts, additional_secret_outputs=["data", "stringData"]),
+            )
+        depends = [self.secret] if self.secret is not None else []
+        self.cr = custom_resource(
+            f"{name}-bgppeer", res, namespace, child_opts(self, opts, depends_on=depends)
+        )
+        self.peer_name = pulumi.Output.from_input(res.name)
+        self.password_secret_name = pulumi.Output.from_input(secret_name if password is not None else "")
+        self.register_outputs(
+            {"peer_name": self.peer_name, "password_secret_name": self.password_secret_name}
+        )
+
+
+class L2Advertisement(pulumi.ComponentResource):
+    """Announce the selected pools' addresses by answering ARP / NDP."""
+
+    advertisement_name: pulumi.Output[str]
+    """The L2Advertisement's metadata.name."""
+
+    def __init__(
+        self, name: str, args: L2AdvertisementArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        local, spec = _split(args, "namespace")
+        res = validate(model.L2Advertisement, name, to_spec(model.L2AdvertisementSpec, spec))
+        super().__init__(token("L2Advertisement"), name, {}, opts)
+        self.resource = res
+        self.cr = custom_resource(
+            f"{name}-l2advertisement", res, local.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+        )
+        self.advertisement_name = pulumi.Output.from_input(res.name)
+        self.register_outputs({"advertisement_name": self.advertisement_name})
+
+
+class BgpAdvertisement(pulumi.ComponentResource):
+    """Announce the selected pools' addresses to BGP peers."""
+
+    advertisement_name: pulumi.Output[str]
+    """The BGPAdvertisement's metadata.name."""
+
+    def __init__(
+        self, name: str, args: BgpAdvertisementArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        local, spec = _split(args, "namespace")
+        res = validate(model.BGPAdvertisement, name, to_spec(model.BGPAdvertisementSpec, spec))
+        super().__init__(token("BgpAdvertisement"), name, {}, opts)
+        self.resource = res
+        self.cr = custom_resource(
+            f"{name}-bgpadvertisement", res, local.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+        )
+        self.advertisement_name = pulumi.Output.from_input(res.name)
+        self.register_outputs({"advertisement_name": self.advertisement_name})
+
+
+class CommunityArgs(TypedDict, total=False):
+    """Named BGP community aliases."""
+
+    communities: dict[str, str]
+    """alias name -> 'a:b' or 'large:a:b:c'."""
+    namespace: str
+    """Namespace of the IronLB installation."""
+
+
+class Community(pulumi.ComponentResource):
+    """Named BGP community aliases, usable in BgpAdvertisement communities."""
+
+    community_name: pulumi.Output[str]
+    """The Community's metadata.name."""
+
+    def __init__(self, name: str, args: CommunityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        local, spec = _split(args, "namespace")
+        res = validate(model.Community, name, spec)
+        super().__init__(token("Community"), name, {}, opts)
+        self.resource = res
+        self.cr = custom_resource(
+            f"{name}-community", res, local.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+        )
+        self.community_name = pulumi.Output.from_input(res.name)
+        self.register_outputs({"community_name": self.community_name})

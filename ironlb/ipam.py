@@ -1,0 +1,571 @@
+"""IPAM: pure, deterministic address allocation for LoadBalancer Services.
+
+:class:`Allocator` holds the addresses every service has (``assignments``) and hands
+out new ones.  It does no I/O and reads no clock, so the controller, ``ironlb plan`` and
+standalone agents on every node compute the *same* answer from the same input.
+
+Rules for one request, in order:
+
+1. requested IPs (annotation / ``loadBalancerIP``): exactly those, or an error;
+2. the requested pool (annotation): only that pool;
+3. autoAssign pools whose selectors (namespaces, namespaceSelector, serviceSelector)
+   match the service, by ``priority`` (lower first), then by name;
+4. autoAssign pools with no selectors, by priority, then name.
+
+Before any of that, :meth:`Allocator.may_use` decides whether a pool is allowed at all.
+Tenant isolation is absolute: a service in a tenant's namespace may use only the pools
+its tenant owns; a service elsewhere only pools without a tenant.  Naming a pool or
+requesting an address never bypasses it.  Quotas (``Tenant.spec.maxAddresses``) count
+distinct addresses, so an address shared by several services counts once.
+
+Within a pool the lowest free address is taken (skipping .0/.255 with avoidBuggyIPs).
+Each (pool, family) keeps a cursor plus a heap of addresses released below it, which
+makes "lowest free" O(log n) per allocation instead of a scan from the start, and
+keeps the result identical to a rebuilt allocator's (restart-safe).
+
+Stability: the constructor keeps every existing assignment verbatim (even if its pool
+was disabled, edited or removed), so a restart never moves an address.  An existing
+assignment is re-checked only when its own service is allocated again: addresses that
+still satisfy the request are kept; only those that no longer do (pool removed, tenant
+changed, request changed) are replaced.  If the re-evaluation fails, the old
+assignment stays in place and the error is raised.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import netaddr
+
+from ironlb.config import Config, PoolInfo
+from ironlb.errors import AllocationError
+from ironlb.service import AssignedIP, Assignment, ServiceRequest
+
+__all__ = ["Allocator", "PoolUsage", "allocate", "allocate_all", "can_share", "pool_refusal"]
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    """Addresses in use and pool size, per family (4, 6)."""
+
+    pool: str
+    used: Mapping[int, int]
+    size: Mapping[int, int]
+    tenant: str | None
+
+
+# --- pure helpers (also used by ironlb.validation) ----------------------------------------
+
+
+def pool_refusal(
+    config: Config, request: ServiceRequest, info: PoolInfo, tenant: str | None = None
+) -> str | None:
+    """Why ``request`` may not use pool ``info`` (a sentence), or None when it may.
+
+    ``tenant`` is the tenant owning the service's namespace (looked up when not given).
+    """
+    if tenant is None:
+        tenant = config.tenant_of_namespace(request.namespace)
+    if tenant != info.tenant:
+        if tenant is None:
+            return f'pool "{info.name}" belongs to tenant "{info.tenant}"; only its namespaces may use it'
+        if info.tenant is None:
+            return (
+                f'namespace "{request.namespace}" belongs to tenant "{tenant}", '
+                f'which may use only its own pools; pool "{info.name}" has no tenant'
+            )
+        return f'pool "{info.name}" belongs to tenant "{info.tenant}", not to tenant "{tenant}"'
+    alloc = info.pool.spec.serviceAllocation
+    if alloc.namespaces and request.namespace not in alloc.namespaces:
+        return f'pool "{info.name}" serves only namespaces {", ".join(alloc.namespaces)}'
+    if alloc.namespaceSelector is not None and not alloc.namespaceSelector.matches(
+        dict(config.namespace_labels(request.namespace))
+    ):
+        return f'pool "{info.name}" namespaceSelector does not match namespace "{request.namespace}"'
+    if alloc.serviceSelector is not None and not alloc.serviceSelector.matches(dict(request.labels)):
+        return f'pool "{info.name}" serviceSelector does not match the service\'s labels'
+    return None
+
+
+def can_share(a: Assignment | ServiceRequest, b: Assignment | ServiceRequest) -> str | None:
+    """Why services ``a`` and ``b`` may not share an address, or None when they may."""
+    if a.sharing_key is None or b.sharing_key is None:
+        return "both services need the same sharing key (ironlb.io/allow-shared-ip)"
+    if a.sharing_key != b.sharing_key:
+        return f'sharing keys differ ("{a.sharing_key}" vs "{b.sharing_key}")'
+    overlap = sorted(set(a.ports) & set(b.ports))
+    if overlap:
+        used = ", ".join(f"{p.port}/{p.protocol}" for p in overlap)
+        return f"both use port {used}"
+    a_policy = a.traffic_policy
+    b_policy = b.traffic_policy
+    if a_policy != b_policy:
+        return "externalTrafficPolicy differs (Cluster vs Local)"
+    if a_policy == "Local" and dict(a.selector) != dict(b.selector):
+        return "externalTrafficPolicy is Local and the pod selectors differ"
+    return None
+
+
+def _text(value: int, family: int) -> str:
+    return str(netaddr.IPAddress(value, family))
+
+
+def _buggy(value: int, family: int) -> bool:
+    return family == 4 and (value & 0xFF) in (0, 255)
+
+
+class _Cursor:
+    """Lowest-free search over one pool's ranges of one family."""
+
+    __slots__ = ("avoid_buggy", "ends", "family", "heap", "next", "starts")
+
+    def __init__(self, info: PoolInfo, family: int) -> None:
+        spans = sorted((int(r.first), int(r.last)) for r in info.ranges if r.version == family)
+        self.starts = [s for s, _ in spans]
+        self.ends = [e for _, e in spans]
+        self.family = family
+        self.avoid_buggy = info.pool.spec.avoidBuggyIPs and family == 4
+        self.next = self.starts[0] if spans else 0  # everything free below `next` is in `heap`
+        self.heap: list[int] = []
+
+    def _advance(self, value: int) -> int | None:
+        """The smallest address >= value inside the ranges, or None past the end."""
+        i = bisect.bisect_right(self.starts, value) - 1
+        if i >= 0 and value <= self.ends[i]:
+            return value
+        if i + 1 < len(self.starts):
+            return self.starts[i + 1]
+        return None
+
+    def peek(self, used: Mapping[int, object]) -> int | None:
+        """The lowest free address (not committed: the caller marks it used)."""
+        heap = self.heap
+        while heap and (heap[0] in used or (self.avoid_buggy and _buggy(heap[0], 4))):
+            heapq.heappop(heap)
+        cur = self._advance(self.next)
+        while cur is not None and (cur in used or (self.avoid_buggy and _buggy(cur, 4))):
+            cur = self._advance(cur + 1)
+        if cur is None:
+            self.next = self.ends[-1] + 1 if self.ends else 0
+        else:
+            self.next = cur
+        if heap and (cur is None or heap[0] < cur):
+            return heap[0]
+        return cur
+
+    def released(self, value: int) -> None:
+        if value < self.next:
+            heapq.heappush(self.heap, value)
+
+
+class Allocator:
+    """Assignments of every service plus the indexes that make allocation fast."""
+
+    def __init__(self, config: Config, existing: Iterable[Assignment] = ()) -> None:
+        self._config = config
+        self._ns_tenant = {ns: t for t, ten in sorted(config.tenants.items()) for ns in ten.spec.namespaces}
+        self._assignments: dict[str, Assignment] = {}
+        self._requests: dict[str, ServiceRequest] = {}
+        self._held: dict[int, dict[int, set[str]]] = {4: {}, 6: {}}  # family -> int -> services
+        self._tenant_ips: dict[str, dict[tuple[int, int], int]] = {}  # tenant -> address -> refs
+        self._shared: dict[str, dict[tuple[int, int], int]] = {}  # sharing key -> address -> refs
+        self._pool_used: dict[str, dict[int, int]] = {p: {4: 0, 6: 0} for p in config.pools}
+        self._cursors: dict[tuple[str, int], _Cursor] = {}
+        self._index: dict[int, tuple[list[int], list[int], list[str]]] = {}
+        self._candidates: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[PoolInfo, ...]] = {}
+        for family in (4, 6):
+            spans = sorted(
+                (int(r.first), int(r.last), name)
+                for name, info in config.pools.items()
+                for r in info.ranges
+                if r.version == family
+            )
+            self._index[family] = (
+                [s for s, _, _ in spans],
+                [e for _, e, _ in spans],
+                [n for _, _, n in spans],
+            )
+            for name, info in config.pools.items():
+                if any(r.version == family for r in info.ranges):
+                    self._cursors[(name, family)] = _Cursor(info, family)
+        for assignment in existing:
+            self._hold(assignment)
+
+    # --- read side -------------------------------------------------------------------
+
+    @property
+    def assignments(self) -> Mapping[str, Assignment]:
+        """service key ("ns/name") -> its Assignment."""
+        return dict(self._assignments)
+
+    def usage(self) -> dict[str, PoolUsage]:
+        """pool name -> addresses in use and size, per family."""
+        return {
+            name: PoolUsage(
+                pool=name,
+                used=dict(self._pool_used[name]),
+                size={4: info.size(4), 6: info.size(6)},
+                tenant=info.tenant,
+            )
+            for name, info in sorted(self._config.pools.items())
+        }
+
+    def tenant_usage(self) -> dict[str, int]:
+        """tenant -> distinct addresses its services hold (a shared address counts once)."""
+        return {t: len(self._tenant_ips.get(t, {})) for t in sorted(self._config.tenants)}
+
+    def tenant_of(self, namespace: str) -> str | None:
+        return self._ns_tenant.get(namespace)
+
+    def pool_of(self, ip: str) -> str | None:
+        """The pool whose ranges hold ``ip``, or None."""
+        addr = netaddr.IPAddress(ip)
+        return self._pool_at(addr.version, int(addr))
+
+    def may_use(self, request: ServiceRequest, pool: str) -> str | None:
+        """None when ``request`` may take addresses from ``pool``, else the reason sentence."""
+        info = self._config.pools.get(pool)
+        if info is None:
+            return f'pool "{pool}" does not exist'
+        return pool_refusal(self._config, request, info, self.tenant_of(request.namespace))
+
+    # --- state changes ---------------------------------------------------------------
+
+    def release(self, service_key: str) -> None:
+        """Forget the service's assignment; its addresses become free (unless shared)."""
+        self._requests.pop(service_key, None)
+        old = self._assignments.pop(service_key, None)
+        if old is not None:
+            self._unhold(old)
+
+    def allocate(self, request: ServiceRequest) -> Assignment:
+        """Give ``request`` its addresses (idempotent), or raise AllocationError."""
+        key = request.key
+        old = self._assignments.get(key)
+        if old is not None and self._requests.get(key) == request:
+            return old
+        if old is not None:
+            self._unhold(old)
+            del self._assignments[key]
+        try:
+            new = self._choose(request, old)
+        except AllocationError:
+            if old is not None and self._still_allowed(request, old):
+                self._hold(old)  # keep serving while the user fixes the request
+            else:
+                self._requests.pop(key, None)
+            raise
+        self._hold(new)
+        self._requests[key] = request
+        return new
+
+    def _still_allowed(self, request: ServiceRequest, old: Assignment) -> bool:
+        """Every old address is in a pool the service may still use (and not taken since)."""
+        for held in old.ips:
+            addr = netaddr.IPAddress(held.ip)
+            pool = self._pool_at(addr.version, int(addr))
+            if pool is None or self.may_use(request, pool) is not None:
+                return False
+            if self._share_conflict(request, addr.version, int(addr)) is not None:
+                return False
+        return True
+
+    # --- the decision ----------------------------------------------------------------
+
+    def _fail(self, request: ServiceRequest, reason: str, message: str) -> AllocationError:
+        return AllocationError(request.key, reason, message)
+
+    def _choose(self, request: ServiceRequest, old: Assignment | None) -> Assignment:
+        if request.load_balancer_class not in (None, "ironlb.io/ironlb"):
+            raise self._fail(
+                request, "Invalid", f'loadBalancerClass "{request.load_balancer_class}" is not IronLB\'s'
+            )
+        chosen = self._requested(request) if request.requested_ips else self._by_pools(request, old)
+        self._check_quota(request, chosen)
+        return Assignment(
+            service=request.key,
+            ips=tuple(chosen),
+            sharing_key=request.sharing_key,
+            ports=request.ports,
+            traffic_policy=request.traffic_policy,
+            selector=dict(request.selector),
+        )
+
+    def _requested(self, request: ServiceRequest) -> list[AssignedIP]:
+        families = [netaddr.IPAddress(ip).version for ip in request.requested_ips]
+        if len(set(families)) != len(families):
+            raise self._fail(
+                request,
+                "Invalid",
+                "requests two addresses of one family; ask for at most one IPv4 and one IPv6 address",
+            )
+        if request.family_policy == "SingleStack" and len(families) > 1:
+            raise self._fail(
+                request,
+                "Invalid",
+                "is SingleStack but requests both an IPv4 and an IPv6 address; "
+                "use ipFamilyPolicy PreferDualStack or RequireDualStack",
+            )
+        if request.family_policy == "RequireDualStack" and len(families) < 2:
+            raise self._fail(
+                request,
+                "Invalid",
+                "is RequireDualStack but requests only one address; request one IPv4 and one IPv6 address",
+            )
+        chosen = []
+        for ip in request.requested_ips:
+            addr = netaddr.IPAddress(ip)
+            family, value = addr.version, int(addr)
+            pool = self._pool_at(family, value)
+            if pool is None:
+                raise self._fail(request, "NoPool", f"requested address {ip} is in no IPPool")
+            if request.pool is not None and pool != request.pool:
+                raise self._fail(
+                    request,
+                    "Invalid",
+                    f'requested address {ip} is in pool "{pool}", not in the requested pool "{request.pool}"',
+                )
+            refusal = self.may_use(request, pool)
+            if refusal is not None:
+                raise self._fail(request, "Forbidden", f"may not use requested address {ip}: {refusal}")
+            if self._config.pools[pool].pool.spec.disabled:
+                raise self._fail(
+                    request,
+                    "NoPool",
+                    f'requested address {ip} is in pool "{pool}", which is '
+                    "disabled (it keeps existing allocations but makes no new ones)",
+                )
+            conflict = self._share_conflict(request, family, value)
+            if conflict is not None:
+                raise self._fail(request, "Conflict", f"requested address {ip} {conflict}")
+            chosen.append(AssignedIP(str(addr), pool))
+        return chosen
+
+    def _share_conflict(self, request: ServiceRequest, family: int, value: int) -> str | None:
+        for other in sorted(self._held[family].get(value, ())):
+            why = can_share(request, self._assignments[other])
+            if why is not None:
+                return f'is held by "{other}" and cannot be shared: {why}'
+        return None
+
+    def _candidates_for(self, request: ServiceRequest) -> tuple[PoolInfo, ...]:
+        """Usable autoAssign pools in rule order (selector pools first), cached per namespace+labels."""
+        cache_key = (request.namespace, tuple(sorted(request.labels.items())))
+        found = self._candidates.get(cache_key)
+        if found is None:
+            tenant = self.tenant_of(request.namespace)
+            usable = [
+                info
+                for info in self._config.pools.values()
+                if info.pool.spec.autoAssign
+                and not info.pool.spec.disabled
+                and pool_refusal(self._config, request, info, tenant) is None
+            ]
+            usable.sort(
+                key=lambda i: (
+                    not i.pool.spec.serviceAllocation.has_selectors,
+                    i.pool.spec.serviceAllocation.priority,
+                    i.name,
+                )
+            )
+            found = self._candidates[cache_key] = tuple(usable)
+        return found
+
+    def _by_pools(self, request: ServiceRequest, old: Assignment | None) -> list[AssignedIP]:
+        if request.pool is not None:
+            info = self._config.pools.get(request.pool)
+            if info is None:
+                raise self._fail(request, "NoPool", f'requested pool "{request.pool}" does not exist')
+            refusal = pool_refusal(self._config, request, info, self.tenant_of(request.namespace))
+            if refusal is not None:
+                raise self._fail(
+                    request, "Forbidden", f'may not use requested pool "{request.pool}": {refusal}'
+                )
+            pools: tuple[PoolInfo, ...] = (info,)
+        else:
+            pools = self._candidates_for(request)
+        wanted = request.wanted_families()
+        chosen: list[AssignedIP] = []
+        failures: list[AllocationError] = []
+        for family in wanted:
+            kept = self._keep(request, old, family)
+            got = kept or self._pick(request, pools, family)
+            if isinstance(got, AllocationError):
+                failures.append(got)
+            else:
+                chosen.append(got)
+        if request.family_policy == "RequireDualStack" and failures:
+            raise failures[0]
+        if not chosen:
+            raise failures[0]
+        return chosen
+
+    def _keep(self, request: ServiceRequest, old: Assignment | None, family: int) -> AssignedIP | None:
+        """The old address of ``family`` if it still satisfies the request (never reshuffle)."""
+        if old is None:
+            return None
+        for held in old.ips:
+            addr = netaddr.IPAddress(held.ip)
+            if addr.version != family:
+                continue
+            pool = self._pool_at(family, int(addr))
+            if pool is None or (request.pool is not None and pool != request.pool):
+                return None
+            if self.may_use(request, pool) is not None:
+                return None
+            if self._share_conflict(request, family, int(addr)) is not None:
+                return None
+            return AssignedIP(held.ip, pool)
+        return None
+
+    def _pick(
+        self, request: ServiceRequest, pools: tuple[PoolInfo, ...], family: int
+    ) -> AssignedIP | AllocationError:
+        name = f"IPv{family}"
+        if not pools:
+            return self._fail(
+                request,
+                "NoPool",
+                f"no pool this service may use has {name} addresses "
+                "(check pool tenant, namespaces, selectors and autoAssign)",
+            )
+        if len(pools) == 1 and pools[0].pool.spec.disabled:
+            return self._fail(
+                request,
+                "NoPool",
+                f'pool "{pools[0].name}" is disabled (it keeps existing allocations but makes no new ones)',
+            )
+        held = self._held[family]
+        any_family = False
+        if request.sharing_key is not None:  # reuse an address already held under this key
+            shared = self._shared.get(request.sharing_key, {})
+            for fam, value in sorted(shared):
+                if fam != family:
+                    continue
+                pool = self._pool_at(family, value)
+                if pool is None or all(p.name != pool for p in pools):
+                    continue
+                if self._share_conflict(request, family, value) is None:
+                    return AssignedIP(_text(value, family), pool)
+        for info in pools:
+            cursor = self._cursors.get((info.name, family))
+            if cursor is None:
+                continue
+            any_family = True
+            free = cursor.peek(held)
+            if free is not None:
+                return AssignedIP(_text(free, family), info.name)
+        if not any_family:
+            which = f'pool "{pools[0].name}" has' if request.pool else "no pool this service may use has"
+            return self._fail(request, "NoPool", f"{which} {name} addresses")
+        names = ", ".join(p.name for p in pools)
+        return self._fail(request, "PoolExhausted", f"no free {name} address in {names}")
+
+    def _check_quota(self, request: ServiceRequest, chosen: list[AssignedIP]) -> None:
+        tenant = self.tenant_of(request.namespace)
+        if tenant is None:
+            return
+        quota = self._config.tenants[tenant].spec.maxAddresses
+        if quota is None:
+            return
+        mine = self._tenant_ips.get(tenant, {})
+        new = {(a.family, int(netaddr.IPAddress(a.ip))) for a in chosen} - set(mine)
+        if len(mine) + len(new) > quota:
+            raise self._fail(
+                request,
+                "QuotaExceeded",
+                f'tenant "{tenant}" holds {len(mine)} addresses; '
+                f"{len(new)} more would exceed its quota maxAddresses={quota}",
+            )
+
+    # --- indexes ---------------------------------------------------------------------
+
+    def _pool_at(self, family: int, value: int) -> str | None:
+        starts, ends, names = self._index[family]
+        i = bisect.bisect_right(starts, value) - 1
+        if i >= 0 and value <= ends[i]:
+            return names[i]
+        return None
+
+    @staticmethod
+    def _ref(
+        table: dict[str, dict[tuple[int, int], int]], owner: str | None, addr: tuple[int, int], delta: int
+    ) -> None:
+        if owner is None:
+            return
+        refs = table.setdefault(owner, {})
+        left = refs.get(addr, 0) + delta
+        if left > 0:
+            refs[addr] = left
+        else:
+            refs.pop(addr, None)
+
+    def _hold(self, assignment: Assignment) -> None:
+        self._assignments[assignment.service] = assignment
+        tenant = self.tenant_of(assignment.service.partition("/")[0])
+        for held in assignment.ips:
+            addr = netaddr.IPAddress(held.ip)
+            family, value = addr.version, int(addr)
+            holders = self._held[family].setdefault(value, set())
+            if not holders:
+                pool = self._pool_at(family, value)
+                if pool is not None:
+                    self._pool_used[pool][family] += 1
+            holders.add(assignment.service)
+            self._ref(self._tenant_ips, tenant, (family, value), 1)
+            self._ref(self._shared, assignment.sharing_key, (family, value), 1)
+
+    def _unhold(self, assignment: Assignment) -> None:
+        tenant = self.tenant_of(assignment.service.partition("/")[0])
+        for held in assignment.ips:
+            addr = netaddr.IPAddress(held.ip)
+            family, value = addr.version, int(addr)
+            holders = self._held[family].get(value)
+            if holders is None:
+                continue
+            holders.discard(assignment.service)
+            if not holders:
+                del self._held[family][value]
+                pool = self._pool_at(family, value)
+                if pool is not None:
+                    self._pool_used[pool][family] -= 1
+                    cursor = self._cursors.get((pool, family))
+                    if cursor is not None:
+                        cursor.released(value)
+            self._ref(self._tenant_ips, tenant, (family, value), -1)
+            self._ref(self._shared, assignment.sharing_key, (family, value), -1)
+
+
+def allocate(config: Config, existing: Iterable[Assignment], request: ServiceRequest) -> Assignment:
+    """Functional form: the Assignment ``request`` gets given ``existing`` ones."""
+    return Allocator(config, existing).allocate(request)
+
+
+def allocate_all(
+    config: Config,
+    requests: Iterable[ServiceRequest] | None = None,
+    existing: Iterable[Assignment] = (),
+) -> tuple[dict[str, Assignment], dict[str, AllocationError]]:
+    """Allocate every service deterministically: the same input gives the same output everywhere.
+
+    ``requests`` (default ``config.services``) is the complete set of live services:
+    existing assignments of services not in it are dropped.  Services that already have
+    an assignment are handled first (kept when still valid), then the rest, each group
+    sorted by key.  Returns (assignments, errors), both keyed by service.  A service
+    whose re-evaluation failed but whose old addresses are still allowed keeps them and
+    also appears in ``errors`` (so the user sees why the change did not apply).
+    """
+    reqs = {r.key: r for r in (config.services if requests is None else requests)}
+    before = {a.service: a for a in existing if a.service in reqs}
+    allocator = Allocator(config, before.values())
+    errors: dict[str, AllocationError] = {}
+    order = sorted(k for k in reqs if k in before) + sorted(k for k in reqs if k not in before)
+    for key in order:
+        try:
+            allocator.allocate(reqs[key])
+        except AllocationError as exc:
+            errors[key] = exc
+    return dict(allocator.assignments), errors

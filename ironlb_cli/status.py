@@ -1,0 +1,185 @@
+"""``ironlb status``: which node announces each address, how, and why.
+
+Two places to ask:
+
+- ``--url http://NODE:7472`` -- one agent's ``/status`` (standalone mode, the demo): the
+  plan's cluster-wide ownership table plus that agent's shells (per-address state,
+  conflicts found by probing the LAN, BGP sessions);
+- ``--kube`` (default when no URL is given) -- the cluster: every Service IronLB serves,
+  with what the controller recorded (``ironlb.io/allocated-ips``) and published
+  (``ironlb.io/announcements`` and the ``ironlb.io/Announced`` condition).
+
+The table: SERVICE, IP, MODE, NODES, STATE, CONFLICT, WHY.  ``--ip`` narrows it to one
+address; ``--json`` prints the rows for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ironlb.errors import IronLBError
+from ironlb.model import ANN_ALLOCATED_IPS
+
+ANN_ANNOUNCEMENTS = "ironlb.io/announcements"  # written by agent.kube.writers
+COND_ANNOUNCED = "ironlb.io/Announced"
+COLUMNS = ("SERVICE", "IP", "MODE", "NODES", "STATE", "CONFLICT", "WHY")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="which node announces each address, how and why")
+    p.add_argument("--url", help="an agent's HTTP endpoint, e.g. http://10.0.0.2:7472 (reads /status)")
+    p.add_argument("--server", help="Kubernetes API server URL without credentials (labs, tests)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    p.add_argument("--ip", help="show only this address")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer (default 5)")
+    p.set_defaults(func=run)
+
+
+def rows_from_agent(doc: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Table rows from an agent's /status document."""
+    shells: Mapping[str, Any] = doc.get("shells") or {}
+    states: dict[str, str] = {}
+    conflicts: dict[str, str] = {}
+    for status in shells.values():
+        if not isinstance(status, Mapping):
+            continue
+        for ip, entry in (status.get("addresses") or {}).items():
+            states[ip] = str(entry.get("state", ""))
+            if entry.get("conflict"):
+                conflicts[ip] = str(entry["conflict"])
+        for ip in status.get("conflicts") or ():
+            conflicts.setdefault(str(ip), "in use by another host")
+    node = doc.get("node")
+    rows = []
+    for o in doc.get("ownership") or ():
+        ip, nodes = str(o.get("ip")), [str(n) for n in o.get("nodes") or ()]
+        if ip in states and node in nodes:
+            state = f"{states[ip]} (on {node})"
+        else:
+            state = "announced" if nodes else "not announced"
+        rows.append(
+            {
+                "SERVICE": ",".join(o.get("services") or ()) or "-",
+                "IP": ip,
+                "MODE": str(o.get("mode")),
+                "NODES": ",".join(nodes) or "-",
+                "STATE": state,
+                "CONFLICT": conflicts.get(ip, "no"),
+                "WHY": str(o.get("reason", "")),
+            }
+        )
+    for svc, why in sorted((doc.get("unannounced") or {}).items()):
+        rows.append(
+            {
+                "SERVICE": svc,
+                "IP": "-",
+                "MODE": "-",
+                "NODES": "-",
+                "STATE": "not announced",
+                "CONFLICT": "no",
+                "WHY": str(why),
+            }
+        )
+    return rows
+
+
+def rows_from_services(services: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Table rows from Service objects, as the controller annotated them."""
+    rows = []
+    for doc in services:
+        meta = doc.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        ips = [s for s in str(ann.get(ANN_ALLOCATED_IPS, "")).split(",") if s]
+        if not ips:
+            continue
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        try:
+            published = json.loads(ann.get(ANN_ANNOUNCEMENTS) or "[]")
+        except ValueError:
+            published = []
+        conds = {c.get("type"): c for c in (doc.get("status") or {}).get("conditions") or []}
+        cond = conds.get(COND_ANNOUNCED) or {}
+        for ip in ips:
+            mine = [r for r in published if isinstance(r, Mapping) and r.get("ip") == ip]
+            if not mine:
+                rows.append(
+                    {
+                        "SERVICE": key,
+                        "IP": ip,
+                        "MODE": "-",
+                        "NODES": "-",
+                        "STATE": "not announced",
+                        "CONFLICT": "-",
+                        "WHY": str(cond.get("message") or "no announcement published yet"),
+                    }
+                )
+            for r in mine:
+                nodes = [str(n) for n in r.get("nodes") or ()]
+                rows.append(
+                    {
+                        "SERVICE": key,
+                        "IP": ip,
+                        "MODE": str(r.get("mode")),
+                        "NODES": ",".join(nodes) or "-",
+                        "STATE": "announced" if nodes else "not announced",
+                        "CONFLICT": "-",
+                        "WHY": str(r.get("reason", "")),
+                    }
+                )
+    return rows
+
+
+def render(rows: Sequence[Mapping[str, str]]) -> str:
+    """A plain aligned table (WHY last and unpadded, it is the long one)."""
+    if not rows:
+        return "no addresses allocated or announced"
+    widths = {c: max(len(c), *(len(r.get(c, "")) for r in rows)) for c in COLUMNS[:-1]}
+    lines = ["  ".join([*(c.ljust(widths[c]) for c in COLUMNS[:-1]), COLUMNS[-1]])]
+    for r in rows:
+        lines.append("  ".join([*(r.get(c, "").ljust(widths[c]) for c in COLUMNS[:-1]), r.get("WHY", "")]))
+    return "\n".join(lines)
+
+
+def fetch_agent(url: str, timeout: float) -> dict[str, Any]:
+    target = url.rstrip("/") + ("" if url.rstrip("/").endswith("/status") else "/status")
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as resp:
+            doc = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise IronLBError(
+            f"cannot read {target}: {exc}; is the agent running with its HTTP endpoint?"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise IronLBError(f"{target} did not return a JSON object")
+    return doc
+
+
+async def fetch_services(server: str | None, kubeconfig: str | None, timeout: float) -> list[dict[str, Any]]:
+    from agent.kube.client import SERVICES, KubeClient, KubeError
+
+    client = KubeClient.connect(server, kubeconfig, timeout=timeout)
+    try:
+        items, _ = await client.list(SERVICES)
+    except KubeError as exc:
+        raise IronLBError(f"cannot list Services: {exc}") from exc
+    finally:
+        await client.close()
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.url:
+        rows = rows_from_agent(fetch_agent(args.url, args.timeout))
+    else:
+        rows = rows_from_services(asyncio.run(fetch_services(args.server, args.kubeconfig, args.timeout)))
+    if args.ip:
+        rows = [r for r in rows if r["IP"] == args.ip]
+    print(json.dumps(rows, indent=1) if args.json else render(rows))
+    return 0

@@ -1,0 +1,68 @@
+"""Client-side probes for lab tests and benchmarks: who answers ARP/NDP, who serves TCP.
+
+All probes run inside a lab namespace through :meth:`lab.Lab.run`, with bounded timeouts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from lab.netns import VIP_PORT, Lab, LabError
+
+T = TypeVar("T")
+
+_MAC = re.compile(r"\[([0-9a-fA-F:]{17})\]")
+_NDISC_MAC = re.compile(r"Target link-layer address:\s*([0-9A-Fa-f:]{17})")
+
+
+def arping_macs(
+    lab: Lab, host: str, ip: str, count: int = 1, dev: str = "eth0", timeout: float = 2
+) -> set[str]:
+    """MACs that answered ``count`` ARP requests for ``ip`` (lower case; empty when none)."""
+    proc = lab.run(
+        host, "arping", "-I", dev, "-c", str(count), "-w", str(timeout), ip, timeout=timeout + 5, check=False
+    )
+    return {m.lower() for m in _MAC.findall(proc.stdout)}
+
+
+def ndisc_mac(lab: Lab, host: str, ip: str, dev: str = "eth0", tries: int = 2) -> str | None:
+    """The MAC that answered a Neighbour Solicitation for ``ip`` (ndisc6), or None."""
+    proc = lab.run(host, "ndisc6", "-n", "-r", str(tries), "-w", "500", ip, dev, timeout=10, check=False)
+    found = _NDISC_MAC.search(proc.stdout)
+    return found.group(1).lower() if found else None
+
+
+def neigh_mac(lab: Lab, host: str, ip: str, dev: str = "eth0") -> str | None:
+    """The kernel neighbour entry for ``ip`` on ``host`` (``ip neigh``), or None."""
+    out = lab.run(host, "ip", "neigh", "show", ip, "dev", dev, check=False).stdout
+    found = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return found.group(1) if found else None
+
+
+def who_serves(lab: Lab, host: str, ip: str, port: int = VIP_PORT, timeout: float = 2) -> str | None:
+    """Connect from ``host`` to ip:port; the node name the vipserver replied, or None (also on timeout)."""
+    try:
+        proc = lab.run(
+            host, "nc", "-w", str(max(1, int(timeout))), "-n", ip, str(port), timeout=timeout + 5, check=False
+        )
+    except LabError:
+        return None
+    name = proc.stdout.strip()
+    return name or None
+
+
+def wait_for(
+    what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout: float = 10, interval: float = 0.1
+) -> T:
+    """Poll ``probe`` until ``ok(value)``; raise LabError naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout} s waiting for {what}; last value: {value!r}")
+        time.sleep(interval)

@@ -1,0 +1,1 @@
+"""IronLB's CrossGuard policy pack: the policies are in :mod:`policy.policies`."""

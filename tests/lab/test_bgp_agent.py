@@ -1,0 +1,153 @@
+"""The real ``ironlb-agent`` speaking BGP to BIRD, and interop smoke tests with FRR and GoBGP.
+
+Agents run as processes in the node namespaces on a standalone manifest directory
+(lab.agents); the router's view (birdc / vtysh / gobgp) is the judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agent.announcements import BGPRoute, BGPSession, Plan
+from agent.bgp.settings import BGPSettings
+from agent.bgp.shell import BGPShell
+from lab import Lab
+from lab.agents import Agents, nodes, pool, service
+from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Frr, GoBGP, Neighbor, wait_for
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
+
+VIP = "10.77.0.200"
+
+
+def bgp_docs(lab: Lab) -> list[dict[str, Any]]:
+    peer = {
+        "apiVersion": "ironlb.io/v1alpha1",
+        "kind": "BGPPeer",
+        "metadata": {"name": "tor"},
+        "spec": {
+            "myASN": NODE_ASN,
+            "peerASN": ROUTER_ASN,
+            "peerAddress": lab.addr("router"),
+            "holdTime": 6,
+            "connectTime": 1,
+        },
+    }
+    adv = {
+        "apiVersion": "ironlb.io/v1alpha1",
+        "kind": "BGPAdvertisement",
+        "metadata": {"name": "tor"},
+        "spec": {"communities": ["65000:42"]},
+    }
+    return [pool(), peer, adv, *nodes(lab), service("web", ip=VIP)]
+
+
+def hops(bird: Bird) -> set[str]:
+    return {p.next_hop for p in bird.routes().get(f"{VIP}/32", [])}
+
+
+def ns_pids(lab: Lab, node: str) -> list[str]:
+    return lab.run("router", "ip", "netns", "pids", lab.ns(node)).stdout.split()
+
+
+def test_agents_announce_and_sigterm_sigkill_withdraw(lab: Lab) -> None:
+    bird = Bird(lab, [Neighbor(n, lab.addr(n)) for n in lab.nodes]).start()
+    agents = Agents(lab, membership="static")
+    agents.write(*bgp_docs(lab))
+    agents.start_all()
+    every = {lab.addr(n) for n in lab.nodes}
+    wait_for(lambda: hops(bird) == every, 20, "a path from every agent")
+    assert bird.routes()[f"{VIP}/32"][0].communities == ("65000:42",)
+    status = agents.wait_status("node1")
+    assert status["shells"]["BGPShell"]["sessions"]["tor"]["state"] == "established"
+    assert any(o["mode"] == "bgp" and o["ip"] == VIP for o in status["ownership"])
+
+    start = time.monotonic()
+    agents.stop("node1", signal.SIGTERM)
+    took = wait_for(lambda: lab.addr("node1") not in hops(bird), 5, "node1's path gone after SIGTERM")
+    assert time.monotonic() - start < 3, "SIGTERM withdraws at once"
+    wait_for(lambda: not ns_pids(lab, "node1"), 5, "no process left on node1")
+
+    agents.stop("node2", signal.SIGKILL)
+    took = wait_for(
+        lambda: lab.addr("node2") not in hops(bird), 6, "node2's path gone within the hold time (6 s)"
+    )
+    assert took < 6
+    wait_for(lambda: not ns_pids(lab, "node2"), 5, "no orphaned speaker on node2")
+    assert hops(bird) == {lab.addr("node3")}
+
+    agents.start("node1")
+    wait_for(lambda: lab.addr("node1") in hops(bird), 20, "a restarted agent announces again")
+
+
+@pytest.fixture
+async def shell(lab: Lab) -> AsyncIterator[BGPShell]:
+    s = BGPShell(
+        "node1",
+        BGPSettings(run_dir=lab.workdir / "run", command_prefix=("ip", "netns", "exec", lab.ns("node1"))),
+    )
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def node1_plan(lab: Lab) -> Plan:
+    sess = BGPSession(
+        name="tor",
+        peer_address=lab.addr("router"),
+        peer_asn=ROUTER_ASN,
+        local_asn=NODE_ASN,
+        router_id=lab.addr("node1"),
+        source_address=lab.addr("node1"),
+        hold_time=6,
+        keepalive_time=1,
+        connect_time=1,
+        next_hops=(lab.addr("node1"),),
+    )
+    return Plan(node="node1", bgp=(BGPRoute(f"{VIP}/32", ("tor",)),), bgp_sessions=(sess,))
+
+
+async def test_interop_frr(lab: Lab, shell: BGPShell) -> None:
+    frr = Frr(lab, [Neighbor("node1", lab.addr("node1"))]).start()
+    try:
+        await shell.apply(node1_plan(lab))
+        await asyncio.to_thread(
+            wait_for,
+            lambda: frr.established().get(lab.addr("node1"), False),
+            20,
+            "FRR session Established",
+            0.1,
+        )
+        await asyncio.to_thread(wait_for, lambda: f"{VIP}/32" in frr.routes(), 10, "the route at FRR", 0.05)
+        assert frr.routes()[f"{VIP}/32"][0].next_hop == lab.addr("node1")
+        await shell.apply(Plan(node="node1", bgp_sessions=node1_plan(lab).bgp_sessions))
+        await asyncio.to_thread(
+            wait_for, lambda: f"{VIP}/32" not in frr.routes(), 10, "withdrawn at FRR", 0.05
+        )
+    finally:
+        frr.stop()
+
+
+async def test_interop_gobgp(lab: Lab, shell: BGPShell) -> None:
+    gobgp = GoBGP(lab, [Neighbor("node1", lab.addr("node1"))]).start()
+    await shell.apply(node1_plan(lab))
+    await asyncio.to_thread(
+        wait_for,
+        lambda: gobgp.established().get(lab.addr("node1"), False),
+        20,
+        "GoBGP session Established",
+        0.1,
+    )
+    await asyncio.to_thread(wait_for, lambda: f"{VIP}/32" in gobgp.routes(), 10, "the route at GoBGP", 0.05)
+    assert gobgp.routes()[f"{VIP}/32"][0].next_hop == lab.addr("node1")
+    await shell.apply(Plan(node="node1", bgp_sessions=node1_plan(lab).bgp_sessions))
+    await asyncio.to_thread(
+        wait_for, lambda: f"{VIP}/32" not in gobgp.routes(), 10, "withdrawn at GoBGP", 0.05
+    )

@@ -1,0 +1,219 @@
+"""BGP against BIRD as the top-of-rack router, seen from the router's own view (birdc).
+
+The nodes' BGP shells run in this test process, their ExaBGP speakers inside the node
+namespaces (``command_prefix = ip netns exec``); BIRD runs in the router namespace and
+exports what it learns into that namespace's kernel table with ``merge paths on``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Iterable
+
+import pytest
+
+from agent.announcements import BGPRoute, BGPSession, Plan
+from agent.bgp.settings import BGPSettings
+from agent.bgp.shell import BGPShell
+from agent.planner import plan
+from agent.view import ClusterView, NodeInfo
+from ironlb import addresses
+from ironlb.config import Config, PoolInfo
+from ironlb.model import BGPAdvertisement, BGPPeer, IPPool
+from ironlb.service import AssignedIP, Assignment
+from lab import VIP_PORT, Lab
+from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Neighbor, wait_for
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
+
+VIP = "10.77.0.200"
+VIP6 = "fd77::c8"
+
+Shells = dict[str, BGPShell]
+
+
+def session(lab: Lab, node: str, family: int = 4, **kw: object) -> BGPSession:
+    base: dict[str, object] = dict(
+        name="tor6" if family == 6 else "tor",
+        peer_address=lab.addr("router", family),
+        peer_asn=ROUTER_ASN,
+        local_asn=NODE_ASN,
+        router_id=lab.addr(node, 4),
+        source_address=lab.addr(node, family),
+        hold_time=6,
+        keepalive_time=1,
+        connect_time=1,
+        next_hops=(lab.addr(node, 4), lab.addr(node, 6)),
+    )
+    return BGPSession(**{**base, **kw})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def shells(lab: Lab) -> AsyncIterator[Shells]:
+    out = {
+        n: BGPShell(
+            n,
+            BGPSettings(
+                run_dir=lab.workdir / f"run-{n}",
+                secrets_dir=lab.workdir / "secrets",
+                command_prefix=("ip", "netns", "exec", lab.ns(n)),
+            ),
+        )
+        for n in lab.nodes
+    }
+    try:
+        yield out
+    finally:
+        await asyncio.gather(*(s.close() for s in out.values()))
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 10) -> float:
+    return await asyncio.to_thread(wait_for, check, timeout, what, 0.02)
+
+
+def hops(bird: Bird, prefix: str, table: str = "master4") -> set[str]:
+    return {p.next_hop for p in bird.routes(table).get(prefix, [])}
+
+
+def route_plan(node: str, sessions: Iterable[BGPSession], *routes: BGPRoute) -> Plan:
+    return Plan(node=node, bgp=tuple(routes), bgp_sessions=tuple(sessions))
+
+
+async def test_ecmp_routes_real_tcp_communities_and_withdraw(lab: Lab, shells: Shells) -> None:
+    bird = Bird(lab, [Neighbor(n, lab.addr(n)) for n in lab.nodes]).start()
+    lab.start_vip_servers()
+    route = BGPRoute(f"{VIP}/32", ("tor",), ("65000:7", "large:64513:1:2"))
+    for n, shell in shells.items():
+        await shell.apply(route_plan(n, [session(lab, n)], route))
+    want = {lab.addr(n) for n in lab.nodes}
+    await until(lambda: hops(bird, f"{VIP}/32") == want, "a path from every node at the router")
+    (path, *_) = bird.routes()[f"{VIP}/32"]
+    assert path.communities == ("65000:7",) and path.large_communities == ("64513:1:2",)
+    kernel = bird.kernel_routes()
+    assert all(f"nexthop via {a}" in kernel for a in want), kernel  # ECMP in the router's FIB
+    reply = lab.run("extclient", "nc", "-w", "3", VIP, str(VIP_PORT), timeout=10).stdout
+    assert reply.strip() in lab.nodes, f"TCP from behind the router reached {reply!r}"
+    status = shells["node1"].status()["sessions"]["tor"]
+    assert status["state"] == "established" and status["prefixes_sent"] == 1 and status["uptime_s"] >= 0
+    await shells["node1"].apply(route_plan("node1", [session(lab, "node1")]))  # the service is deleted
+    await until(lambda: hops(bird, f"{VIP}/32") == want - {lab.addr("node1")}, "node1's path withdrawn")
+    assert bird.protocols()["node1"] == "Established", "withdrawing a route keeps the session"
+
+
+async def test_md5_right_password_establishes_wrong_never_does(lab: Lab, shells: Shells) -> None:
+    bird = Bird(lab, [Neighbor(n, lab.addr(n), password="s3cret!") for n in ("node1", "node2")]).start()
+    for name, pw in (("right", "s3cret!"), ("wrong", "guess")):
+        (lab.workdir / "secrets" / name).mkdir(parents=True)
+        (lab.workdir / "secrets" / name / "password").write_text(pw + "\n")
+    await shells["node1"].apply(
+        route_plan("node1", [session(lab, "node1", password_ref=("right", "password"))])
+    )
+    await shells["node2"].apply(
+        route_plan("node2", [session(lab, "node2", password_ref=("wrong", "password"))])
+    )
+    await asyncio.to_thread(bird.wait_established, ["node1"], 15)
+    await asyncio.sleep(3)  # several connect retries (connectTime 1 s) for the wrong password
+    assert bird.protocols()["node2"] != "Established"
+    assert shells["node2"].status()["sessions"]["tor"]["state"] != "established"
+    for shell in shells.values():
+        assert "s3cret" not in repr(shell.status()) and "guess" not in repr(shell.status())
+
+
+async def test_ibgp_local_pref_and_ipv6_routes_arrive(lab: Lab, shells: Shells) -> None:
+    bird = Bird(
+        lab, [Neighbor("ibgp1", lab.addr("node1"), asn=ROUTER_ASN), Neighbor("v6n1", lab.addr("node1", 6))]
+    ).start()
+    ibgp = session(lab, "node1", local_asn=ROUTER_ASN)
+    v6 = session(lab, "node1", family=6)
+    await shells["node1"].apply(
+        route_plan(
+            "node1",
+            [ibgp, v6],
+            BGPRoute(f"{VIP}/32", ("tor",), local_pref=250),
+            BGPRoute(f"{VIP6}/128", ("tor6",)),
+        )
+    )
+    await until(lambda: f"{VIP}/32" in bird.routes(), "the iBGP route")
+    assert bird.routes()[f"{VIP}/32"][0].local_pref == 250
+    await until(lambda: hops(bird, f"{VIP6}/128", "master6") == {lab.addr("node1", 6)}, "the IPv6 /128")
+    assert f"{VIP6} " in bird.kernel_routes(6)
+
+
+def etp_view(lab: Lab, endpoints: Iterable[str]) -> ClusterView:
+    pool = IPPool.build("lan", {"addresses": ["10.77.0.200-10.77.0.250"]})
+    cfg = Config(
+        pools={"lan": PoolInfo(pool, (addresses.parse_block("10.77.0.200-10.77.0.250"),), None)},
+        peers={
+            "tor": BGPPeer.build(
+                "tor",
+                {
+                    "myASN": NODE_ASN,
+                    "peerASN": ROUTER_ASN,
+                    "holdTime": 3,
+                    "connectTime": 1,
+                    "peerAddress": lab.addr("router"),
+                },
+            )
+        },
+        bgp_advertisements={"all": BGPAdvertisement.build("all", {})},
+    )
+    return ClusterView(
+        config=cfg,
+        assignments={
+            "default/web": Assignment("default/web", (AssignedIP(VIP, "lan"),), traffic_policy="Local")
+        },
+        endpoints={"default/web": frozenset(endpoints)},
+        nodes={n: NodeInfo(n, addresses=(lab.addr(n, 4), lab.addr(n, 6))) for n in lab.nodes},
+    )
+
+
+async def test_etp_local_next_hops_follow_endpoints(lab: Lab, shells: Shells) -> None:
+    bird = Bird(lab, [Neighbor(n, lab.addr(n)) for n in lab.nodes]).start()
+    for eps in (["node1"], ["node2", "node3"], ["node3"]):
+        view = etp_view(lab, eps)
+        for n, shell in shells.items():
+            await shell.apply(plan(view, n))
+        await until(
+            lambda eps=eps: hops(bird, f"{VIP}/32") == {lab.addr(n) for n in eps},  # type: ignore[misc]
+            f"next hops = endpoints on {eps}",
+        )
+
+
+async def test_router_restart_brings_sessions_and_routes_back(lab: Lab, shells: Shells) -> None:
+    bird = Bird(lab, [Neighbor("node1", lab.addr("node1"))]).start()
+    await shells["node1"].apply(route_plan("node1", [session(lab, "node1")], BGPRoute(f"{VIP}/32", ("tor",))))
+    await until(lambda: hops(bird, f"{VIP}/32") == {lab.addr("node1")}, "the route")
+    pid = shells["node1"].speakers["tor"].proc.pid  # type: ignore[union-attr]
+    bird.stop()
+    await until(
+        lambda: shells["node1"].status()["sessions"]["tor"]["state"] != "established", "session down", 10
+    )
+    bird.start()
+    took = await until(lambda: hops(bird, f"{VIP}/32") == {lab.addr("node1")}, "the route back", 20)
+    assert shells["node1"].speakers["tor"].proc.pid == pid, "the speaker reconnected by itself"  # type: ignore[union-attr]
+    assert took < 15
+
+
+async def test_changing_one_session_leaves_the_other_alone(lab: Lab, shells: Shells) -> None:
+    bird = Bird(lab, [Neighbor("node1", lab.addr("node1")), Neighbor("v6n1", lab.addr("node1", 6))]).start()
+    v4, v6 = session(lab, "node1"), session(lab, "node1", family=6)
+    await shells["node1"].apply(route_plan("node1", [v4, v6], BGPRoute(f"{VIP}/32", ("tor",))))
+    await asyncio.to_thread(bird.wait_established, ["node1", "v6n1"], 15)
+    before = bird.birdc("show", "protocols", "v6n1").stdout.split()
+    v4_before = bird.birdc("show", "protocols", "node1").stdout.split()
+    await shells["node1"].apply(
+        route_plan(
+            "node1",
+            [v4, dataclasses.replace(v6, hold_time=9)],
+            BGPRoute(f"{VIP}/32", ("tor",)),
+            BGPRoute("10.77.0.201/32", ("tor",)),
+        )
+    )
+    await until(lambda: "10.77.0.201/32" in bird.routes(), "the added route")
+    assert bird.birdc("show", "protocols", "node1").stdout.split() == v4_before, (
+        "the v4 session never flapped"
+    )
+    await asyncio.to_thread(bird.wait_established, ["v6n1"], 15)
+    assert bird.birdc("show", "protocols", "v6n1").stdout.split() != before, "the changed session restarted"
+    assert shells["node1"].counters["session_restarts"] == 1

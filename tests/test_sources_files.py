@@ -1,0 +1,156 @@
+"""Standalone source: a manifest directory becomes a ClusterView, and changes are noticed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.sources.files import FileSource, build_view, endpoints_from_slices, node_from_manifest
+from ironlb.errors import ConfigError
+
+POOL = {
+    "apiVersion": "ironlb.io/v1alpha1",
+    "kind": "IPPool",
+    "metadata": {"name": "lan"},
+    "spec": {"addresses": ["10.0.0.10-10.0.0.20"]},
+}
+ADV = {"apiVersion": "ironlb.io/v1alpha1", "kind": "L2Advertisement", "metadata": {"name": "lan"}, "spec": {}}
+
+
+def svc(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "web", "annotations": annotations or {}},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+    }
+
+
+def node(name: str, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"zone": "a"}},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": "fd00::1"},
+                {"type": "InternalIP", "address": "192.0.2.1"},
+                {"type": "Hostname", "address": name},
+            ],
+            **status,
+        },
+    }
+
+
+def write(path: Path, *docs: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump_all(list(docs)))
+
+
+@pytest.mark.parametrize(
+    ("conditions", "ready", "unavailable"),
+    [
+        pytest.param(None, True, False, id="no conditions: ready"),
+        pytest.param([{"type": "Ready", "status": "False"}], False, False, id="Ready False: not ready"),
+        pytest.param(
+            [{"type": "Ready", "status": "True"}, {"type": "NetworkUnavailable", "status": "True"}],
+            True,
+            True,
+            id="NetworkUnavailable True",
+        ),
+    ],
+)
+def test_node_manifest_conditions(conditions: Any, ready: bool, unavailable: bool) -> None:
+    info = node_from_manifest(node("n1", **({"conditions": conditions} if conditions else {})))
+    assert (info.ready, info.network_unavailable) == (ready, unavailable)
+    assert info.addresses == ("192.0.2.1", "fd00::1"), "InternalIPs only, IPv4 first"
+    assert info.labels == {"zone": "a"}
+
+
+def test_endpoint_slices_give_nodes_with_ready_endpoints() -> None:
+    slices = [
+        {
+            "kind": "EndpointSlice",
+            "metadata": {"namespace": "web", "labels": {"kubernetes.io/service-name": "a"}},
+            "endpoints": [
+                {"nodeName": "n1"},
+                {"nodeName": "n2", "conditions": {"ready": False}},
+                {"nodeName": "n3", "conditions": {"ready": True}},
+                {"addresses": ["x"]},
+            ],
+        },
+        {"kind": "EndpointSlice", "metadata": {"namespace": "web"}, "endpoints": [{"nodeName": "n9"}]},
+    ]
+    assert endpoints_from_slices(slices) == {"web/a": frozenset({"n1", "n3"})}
+
+
+def test_directory_builds_a_view_with_deterministic_assignments(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", POOL, ADV, node("n1"), node("n2"))
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "svc.yml", svc("b"), svc("a"))
+    (tmp_path / "ignored.txt").write_text("not a manifest")
+    view = FileSource(tmp_path).load()
+    assert set(view.nodes) == {"n1", "n2"}
+    assert view.assignments["web/a"].addresses == ("10.0.0.10",)
+    assert view.assignments["web/b"].addresses == ("10.0.0.11",)
+    again = FileSource(tmp_path).load()
+    assert again.assignments == view.assignments, "every agent computes the same allocation"
+
+
+def test_recorded_allocation_annotation_keeps_an_address_stable(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", POOL, ADV, svc("b", {"ironlb.io/allocated-ips": "10.0.0.15"}), svc("a"))
+    view = FileSource(tmp_path).load()
+    assert view.assignments["web/b"].addresses == ("10.0.0.15",)
+    assert view.assignments["web/a"].addresses == ("10.0.0.10",)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        pytest.param("kind: [unclosed", "cannot be read as YAML/JSON", id="broken YAML names the file"),
+        pytest.param("- just\n- a list\n", "must be a mapping", id="a list document is not an object"),
+        pytest.param(
+            yaml.safe_dump({**POOL, "spec": {"addresses": ["10.0.0.0/33"]}}),
+            "prefix length",
+            id="an invalid pool names the field",
+        ),
+    ],
+)
+def test_invalid_directories_raise_config_error(tmp_path: Path, text: str, fragment: str) -> None:
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        FileSource(tmp_path).load()
+
+
+def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        FileSource(tmp_path / "nope").load()
+
+
+async def test_views_notices_changes_and_keeps_the_last_good_view(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", POOL, ADV, svc("a"))
+    source = FileSource(tmp_path, poll_interval=0.01)
+    views = source.views()
+    first = await asyncio.wait_for(anext(views), 5)
+    assert set(first.assignments) == {"web/a"}
+    (tmp_path / "bad.yaml").write_text("kind: [unclosed")
+    write(tmp_path / "a.yaml", POOL, ADV, svc("a"), svc("b"))
+    nxt = asyncio.ensure_future(anext(views))
+    await asyncio.sleep(0.2)
+    assert not nxt.done(), "an invalid directory yields nothing"
+    assert source.last_error is not None and "bad.yaml" in source.last_error
+    os.unlink(tmp_path / "bad.yaml")
+    second = await asyncio.wait_for(nxt, 5)
+    assert set(second.assignments) == {"web/a", "web/b"}
+    assert source.last_error is None
+    await views.aclose()
+
+
+def test_build_view_reports_allocation_errors_per_service() -> None:
+    tiny = {**POOL, "spec": {"addresses": ["10.0.0.10"]}}
+    _, errors = build_view([tiny, ADV, svc("a"), svc("b")])
+    assert set(errors) == {"web/b"}

@@ -1,0 +1,99 @@
+"""``ironlb validate`` over the corpora: invalid files fail with their expected message; valid ones pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ironlb_cli.main import main
+
+DATA = Path(__file__).parent / "data"
+INVALID = sorted((DATA / "invalid").glob("*.yaml"))
+VALID = sorted((DATA / "valid").glob("*.yaml"))
+
+
+def expected(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <fragment>'"
+    return first.removeprefix("# expect: ")
+
+
+def test_the_corpora_are_not_empty() -> None:
+    assert len(INVALID) >= 40
+    assert len(VALID) >= 5
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_an_invalid_file_fails_with_its_expected_message(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert expected(path) in err
+    assert "Traceback" not in err
+
+
+def test_all_invalid_files_together_report_every_expected_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", *map(str, INVALID)]) == 1
+    err = capsys.readouterr().err
+    missing = [p.name for p in INVALID if expected(p) not in err]
+    assert not missing
+
+
+@pytest.mark.parametrize("path", VALID, ids=[p.stem for p in VALID])
+def test_a_valid_file_passes_with_a_summary(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--allocate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("valid: ")
+    assert "not allocated" not in out
+
+
+def test_a_directory_stands_for_its_yaml_files(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(DATA / "valid")]) == 0
+    assert "8 pools" in capsys.readouterr().out
+
+
+def test_a_missing_file_is_an_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_warnings_are_printed_but_do_not_fail(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "w.yaml"
+    f.write_text(
+        "apiVersion: ironlb.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: p}\n"
+        "spec: {myASN: 23456, peerASN: 64513, peerAddress: 192.0.2.1}\n"
+    )
+    assert main(["validate", str(f)]) == 0
+    assert 'warning: BGPPeer "p": myASN "23456": is AS_TRANS' in capsys.readouterr().err
+
+
+def test_crds_subcommand_prints_every_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    assert main(["crds"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert sorted(d["spec"]["names"]["kind"] for d in docs) == [
+        "BGPAdvertisement",
+        "BGPPeer",
+        "Community",
+        "IPPool",
+        "L2Advertisement",
+        "Tenant",
+    ]
+
+
+def test_the_console_command_exits_1_on_the_invalid_corpus() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ironlb_cli.main", "validate", str(INVALID[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert expected(INVALID[0]) in proc.stderr
