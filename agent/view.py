@@ -37,7 +37,8 @@ class ClusterView:
 
     config: Config
     assignments: Mapping[str, Assignment] = field(default_factory=dict)  # "ns/name" -> Assignment
-    endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)  # "ns/name" -> nodes with a ready endpoint
+    #: "ns/name" -> nodes with a ready endpoint
+    endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)
     nodes: Mapping[str, NodeInfo] = field(default_factory=dict)  # node name -> NodeInfo
     #: Node names whose agent is alive (membership). None means "unknown: assume all alive".
     live_members: frozenset[str] | None = None
