@@ -204,7 +204,7 @@ class KubeClient:
         Ends normally only when the server closes the stream; raises :class:`Gone` on 410
         and :class:`ApiUnavailable` on a broken connection.
         """
-        ns = {"namespace": "*"} if kind.namespaced else {}
+        ns: dict[str, Any] = {"namespace": "*"} if kind.namespaced else {}
         stream = self._client.watch(_res(kind), resource_version=resource_version, **ns)
         try:
             async for event, obj in stream:
@@ -214,7 +214,7 @@ class KubeClient:
 
     async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
         try:
-            ns = {"namespace": namespace} if kind.namespaced else {}
+            ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             return _plain(await self._client.get(_res(kind), name, **ns))
         except Exception as exc:
             raise _wrap(exc, f"get {kind} {namespace or ''}/{name}") from exc
@@ -223,7 +223,7 @@ class KubeClient:
         name, namespace = _meta(body)
         try:
             obj = _res(kind).from_dict({"apiVersion": kind.api_version, "kind": kind.kind, **body})
-            ns = {"namespace": namespace} if kind.namespaced else {}
+            ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             return _plain(await self._client.create(obj, **ns))
         except Exception as exc:
             raise _wrap(exc, f"create {kind} {namespace or ''}/{name}") from exc
@@ -233,7 +233,7 @@ class KubeClient:
         name, namespace = _meta(body)
         try:
             obj = _res(kind).from_dict({"apiVersion": kind.api_version, "kind": kind.kind, **body})
-            ns = {"namespace": namespace} if kind.namespaced else {}
+            ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             return _plain(await self._client.replace(obj, name, **ns))
         except Exception as exc:
             raise _wrap(exc, f"replace {kind} {namespace or ''}/{name}") from exc
@@ -247,7 +247,7 @@ class KubeClient:
         if kind.namespaced:  # kmock reads the namespace from the body, not the URL
             body["metadata"] = {**(body.get("metadata") or {}), "namespace": namespace}
         try:
-            ns = {"namespace": namespace} if kind.namespaced else {}
+            ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             out = await self._client.patch(res, name, body, patch_type=PatchType.MERGE, **ns)
             return _plain(out)
         except Exception as exc:
@@ -255,7 +255,7 @@ class KubeClient:
 
     async def delete(self, kind: Kind, name: str, namespace: str | None = None) -> None:
         try:
-            ns = {"namespace": namespace} if kind.namespaced else {}
+            ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             await self._client.delete(_res(kind), name, **ns)
         except Exception as exc:
             raise _wrap(exc, f"delete {kind} {namespace or ''}/{name}") from exc

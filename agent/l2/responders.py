@@ -76,7 +76,27 @@ class _Responder:
             self.sock.close()
             self.sock = None
 
+    #: Receive buffer size and protocol name (for logs) of the subclass's socket.
+    RECV_SIZE = 1500
+    WHAT = ""
+
     def _readable(self) -> None:
+        """Drain up to BATCH packets, then yield to the loop; never raises."""
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(BATCH):
+            try:
+                data, addr = sock.recvfrom(self.RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.counters["recv_errors"] += 1
+                log.debug("%s: %s receive failed: %s", self.ifname, self.WHAT, exc)
+                return
+            self._handle(data, addr)
+
+    def _handle(self, data: bytes, addr: Any) -> None:
         raise NotImplementedError
 
     def _claimed(self, addr: bytes, mac: bytes | None) -> None:
@@ -99,35 +119,26 @@ class ArpResponder(_Responder):
         sock.bind((self.ifname, pk.ETH_P_ARP))
         return sock
 
-    def _readable(self) -> None:
-        sock = self.sock
-        if sock is None:
+    RECV_SIZE = 256
+    WHAT = "ARP"
+
+    def _handle(self, data: bytes, addr: Any) -> None:
+        if addr[2] == PACKET_OUTGOING:
             return
-        for _ in range(BATCH):
-            try:
-                data, addr = sock.recvfrom(256)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.counters["recv_errors"] += 1
-                log.debug("%s: ARP receive failed: %s", self.ifname, exc)
-                return
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            arp = pk.parse_arp_frame(data)
-            if arp is None:
-                self.counters["malformed"] += 1
-                continue
-            if arp.spa in self.peers.addresses:
-                self.peers.macs.add(arp.sha)
-            if arp.sha == self.mac:
-                continue
-            if arp.spa != pk.ZERO_V4 and (arp.spa in self.probing or arp.spa in self.owned):
-                self._claimed(arp.spa, arp.sha)
-            if arp.op == pk.ARP_REQUEST and arp.tpa in self.owned:
-                self.counters["arp_requests"] += 1
-                self.send(pk.arp_reply(self.mac, arp.tpa, arp))
-                self.counters["arp_replies"] += 1
+        arp = pk.parse_arp_frame(data)
+        if arp is None:
+            self.counters["malformed"] += 1
+            return
+        if arp.spa in self.peers.addresses:
+            self.peers.macs.add(arp.sha)
+        if arp.sha == self.mac:
+            return
+        if arp.spa != pk.ZERO_V4 and (arp.spa in self.probing or arp.spa in self.owned):
+            self._claimed(arp.spa, arp.sha)
+        if arp.op == pk.ARP_REQUEST and arp.tpa in self.owned:
+            self.counters["arp_requests"] += 1
+            self.send(pk.arp_reply(self.mac, arp.tpa, arp))
+            self.counters["arp_replies"] += 1
 
     def send(self, frame: bytes) -> None:
         if self.sock is None:
@@ -213,38 +224,28 @@ class NdpResponder(_Responder):
     def unlisten(self, addr: bytes) -> None:
         self._membership(addr, False)
 
-    def _readable(self) -> None:
-        sock = self.sock
-        if sock is None:
+    WHAT = "NDP"
+
+    def _handle(self, data: bytes, addr: Any) -> None:
+        msg = pk.parse_nd(data)
+        if msg is None:
+            self.counters["malformed"] += 1
             return
-        for _ in range(BATCH):
-            try:
-                data, addr = sock.recvfrom(1500)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.counters["recv_errors"] += 1
-                log.debug("%s: NDP receive failed: %s", self.ifname, exc)
-                return
-            msg = pk.parse_nd(data)
-            if msg is None:
-                self.counters["malformed"] += 1
-                continue
-            if msg.lladdr == self.mac:
-                continue
-            if msg.type == pk.ND_NA:
-                if msg.target in self.probing or msg.target in self.owned:
-                    self._claimed(msg.target, msg.lladdr)
-                continue
-            if msg.target not in self.owned:
-                continue
-            self.counters["ns_received"] += 1
-            src = str(addr[0]).split("%")[0]
-            if src == "::":  # someone runs DAD for our address: defend (RFC 4861 7.2.4)
+        if msg.lladdr == self.mac:
+            return
+        if msg.type == pk.ND_NA:
+            if msg.target in self.probing or msg.target in self.owned:
                 self._claimed(msg.target, msg.lladdr)
-                self.send_na(msg.target, pk.ALL_NODES, pk.NA_OVERRIDE)
-            else:
-                self.send_na(msg.target, src, pk.NA_SOLICITED | pk.NA_OVERRIDE)
+            return
+        if msg.target not in self.owned:
+            return
+        self.counters["ns_received"] += 1
+        src = str(addr[0]).split("%")[0]
+        if src == "::":  # someone runs DAD for our address: defend (RFC 4861 7.2.4)
+            self._claimed(msg.target, msg.lladdr)
+            self.send_na(msg.target, pk.ALL_NODES, pk.NA_OVERRIDE)
+        else:
+            self.send_na(msg.target, src, pk.NA_SOLICITED | pk.NA_OVERRIDE)
 
     def send_na(self, target: bytes, dst: str, flags: int) -> None:
         if self.sock is None:

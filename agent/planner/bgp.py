@@ -165,51 +165,59 @@ def plan_bgp(
     mine: dict[tuple[str, str], _Acc] = defaultdict(_Acc)  # (prefix, peer) -> attributes
     owners: dict[str, tuple[set[str], set[str], list[str]]] = {}  # ip -> (nodes, services, adv names)
     missing: dict[str, str] = {}
-
+    # Per advertisement, computed once per plan (not per address): the usable nodes it
+    # selects that keep a session with one of its peers -> those peers.
+    reach: dict[str, dict[str, set[str]]] = {}
+    for adv in advs:
+        targets = set(adv.spec.peers) if adv.spec.peers else set(peers)
+        sel = adv.spec.nodeSelector
+        reach[adv.name] = {
+            info.name: to
+            for info in view.nodes.values()
+            if _node_usable(view, info)
+            and (sel is None or sel.matches(dict(info.labels)))
+            and (to := targets & node_peers.get(info.name, set()))
+        }
+    selects: dict[tuple[str, str], bool] = {}  # (adv, pool) -> selects
     for key, assignment in sorted(view.assignments.items()):
         announced_any = False
         selecting: list[BGPAdvertisement] = []
+        local = assignment.traffic_policy == "Local"
+        ready = view.endpoints.get(key, frozenset())
         for assigned in assignment.ips:
             for adv in advs:
-                if not _adv_selects_pool(view, adv, assigned.pool):
+                hit = selects.get((adv.name, assigned.pool))
+                if hit is None:
+                    hit = selects[(adv.name, assigned.pool)] = _adv_selects_pool(view, adv, assigned.pool)
+                if not hit:
                     continue
                 selecting.append(adv)
-                targets = set(adv.spec.peers) if adv.spec.peers else set(peers)
-                for info in view.nodes.values():
-                    if not _node_usable(view, info):
-                        continue
-                    if adv.spec.nodeSelector is not None and not adv.spec.nodeSelector.matches(
-                        dict(info.labels)
-                    ):
-                        continue
-                    if assignment.traffic_policy == "Local" and info.name not in view.endpoints.get(key, ()):
-                        continue
-                    to = targets & node_peers.get(info.name, set())
-                    if not to:
-                        continue
-                    announced_any = True
-                    nodes, services, names = owners.setdefault(assigned.ip, (set(), set(), []))
-                    nodes.add(info.name)
-                    services.add(key)
-                    if adv.name not in names:
-                        names.append(adv.name)
-                    if info.name != node:
-                        continue
-                    prefix = _prefix(assigned.ip, adv)
-                    for peer_name in to:
-                        acc = mine[(prefix, peer_name)]
-                        acc.communities.update(_communities(view, adv))
-                        acc.services.add(key)
-                        spec = peers[peer_name].spec
-                        if adv.spec.localPref is not None and spec.myASN == spec.peerASN:
-                            acc.local_pref = max(acc.local_pref or 0, adv.spec.localPref)
+                announcers = reach[adv.name]
+                names_ = [n for n in announcers if n in ready] if local else list(announcers)
+                if not names_:
+                    continue
+                announced_any = True
+                nodes, services, names = owners.setdefault(assigned.ip, (set(), set(), []))
+                nodes.update(names_)
+                services.add(key)
+                if adv.name not in names:
+                    names.append(adv.name)
+                if node not in announcers or (local and node not in ready):
+                    continue
+                prefix = _prefix(assigned.ip, adv)
+                for peer_name in announcers[node]:
+                    acc = mine[(prefix, peer_name)]
+                    acc.communities.update(_communities(view, adv))
+                    acc.services.add(key)
+                    spec = peers[peer_name].spec
+                    if adv.spec.localPref is not None and spec.myASN == spec.peerASN:
+                        acc.local_pref = max(acc.local_pref or 0, adv.spec.localPref)
         if not announced_any:
             if selecting:
                 missing[key] = _why_none(view, assignment, selecting)
             else:
                 pools = ", ".join(sorted({a.pool for a in assignment.ips}))
                 missing[key] = f"no BGPAdvertisement selects its pool {pools}"
-
     return _group(mine), _ownership(view, owners), missing
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agent.announcements import L2Announcement, Ownership
 from agent.view import ClusterView, NodeInfo
@@ -36,7 +37,13 @@ from ironlb.service import Assignment
 
 def rank(nodes: Iterable[str], key: str) -> list[str]:
     """Nodes in ownership order for ``key`` (first = owner): sha256(node#key), then name."""
-    return sorted(nodes, key=lambda n: (hashlib.sha256(f"{n}#{key}".encode()).digest(), n))
+    return list(_ranking(key, tuple(sorted(nodes))))
+
+
+@lru_cache(maxsize=65536)
+def _ranking(key: str, nodes: tuple[str, ...]) -> tuple[str, ...]:
+    """Memoised ranking: replans reuse it, since a key's order depends only on the node set."""
+    return tuple(sorted(nodes, key=lambda n: (hashlib.sha256(f"{n}#{key}".encode()).digest(), n)))
 
 
 def covers(adv: L2Advertisement, view: ClusterView, pool: str) -> bool:
@@ -84,10 +91,8 @@ def _groups(assignments: Mapping[str, Assignment]) -> list[_Group]:
     return sorted(groups.values(), key=lambda g: min(g.ips))
 
 
-def _why_not(
-    node: NodeInfo, view: ClusterView, local_services: list[str], advs: list[L2Advertisement]
-) -> str | None:
-    """Why ``node`` cannot own a group (None: eligible)."""
+def _why_not(node: NodeInfo, view: ClusterView, advs: list[L2Advertisement]) -> str | None:
+    """Why ``node`` cannot own a group, endpoints aside (None: eligible)."""
     if not any(node_matches(a, node) for a in advs):
         return "matches no advertisement's nodeSelector"
     if not view.is_alive(node.name):
@@ -98,8 +103,13 @@ def _why_not(
         return "NetworkUnavailable"
     if node.excluded:
         return "excluded from external load balancers"
+    return None
+
+
+def _no_endpoint(node: str, view: ClusterView, local_services: list[str]) -> str | None:
+    """Why ``node`` cannot own a group whose externalTrafficPolicy Local services it lacks."""
     for svc in local_services:
-        if node.name not in view.endpoints.get(svc, frozenset()):
+        if node not in view.endpoints.get(svc, frozenset()):
             return f"no ready endpoint of {svc} (externalTrafficPolicy Local)"
     return None
 
@@ -118,6 +128,10 @@ def plan_l2(
     announcements: list[L2Announcement] = []
     owners: list[Ownership] = []
     missing: dict[str, str] = {}
+    all_nodes = tuple(sorted(view.nodes))
+    # Node eligibility depends on the covering advertisements, not on the group: compute
+    # it once per distinct advertisement set (usually one) instead of per group.
+    base_reasons: dict[tuple[str, ...], dict[str, str]] = {}
     for group in _groups(view.assignments):
         services = sorted(group.services)
         pools = {ip.ip: ip.pool for s in services for ip in view.assignments[s].ips}
@@ -128,17 +142,27 @@ def plan_l2(
                 missing[s] = f"no L2Advertisement selects pool {', '.join(sorted(set(pools.values())))}"
             continue
         local = [s for s in services if view.assignments[s].traffic_policy == "Local"]
-        reasons = {n.name: r for n in view.nodes.values() if (r := _why_not(n, view, local, group_advs))}
-        eligible = [n for n in view.nodes if n not in reasons]
-        if not eligible:
+        adv_key = tuple(a.name for a in group_advs)
+        if adv_key not in base_reasons:
+            base_reasons[adv_key] = {
+                n.name: r for n in view.nodes.values() if (r := _why_not(n, view, group_advs))
+            }
+        reasons = base_reasons[adv_key]
+        if local:
+            reasons = dict(reasons)
+            for n in all_nodes:
+                if n not in reasons and (r := _no_endpoint(n, view, local)):
+                    reasons[n] = r
+        eligible_count = len(all_nodes) - len(reasons)
+        if eligible_count <= 0:
             for s in services:
                 missing[s] = f"no eligible node for layer 2: {_summary(reasons)}"
             continue
         key = min(group.ips)
-        owner = rank(eligible, key)[0]
+        owner = next(n for n in _ranking(key, all_nodes) if n not in reasons)
         owner_info = view.nodes[owner]
         why = (
-            f"ranked first of {len(eligible)} eligible node{'s' if len(eligible) != 1 else ''} "
+            f"ranked first of {eligible_count} eligible node{'s' if eligible_count != 1 else ''} "
             f"by sha256(node#{key})" + (" among nodes with a ready endpoint" if local else "")
         )
         for ip in sorted(group.ips):
