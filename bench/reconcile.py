@@ -35,6 +35,7 @@ from agent import planner
 from agent.kube.client import AGENT_KINDS
 from agent.kube.informer import Caches
 from agent.kube.runtime import KubeRuntime, KubeSettings
+from agent.main import configure_gc
 from agent.sources.kube import KubeSource
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, LOAD_BALANCER_CLASS
 
@@ -117,6 +118,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
+    configure_gc()  # the GC thresholds the agent process runs with
 
     t0 = time.perf_counter()
     src = build_source(args.services, args.nodes)

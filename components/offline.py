@@ -194,7 +194,7 @@ def run_mocked(
     def program() -> pulumi.Output[Any]:
         return pulumi.Output.from_input(build()).apply(lambda v: box.update(result=v))
 
-    loop = asyncio.get_event_loop()
+    loop = _current_loop()
     loop.set_exception_handler(_quiet_config_errors)
     try:
         program()
@@ -205,6 +205,19 @@ def run_mocked(
     # What registered before the failure, for callers that must show nothing slipped through.
     setattr(clean, "recorded", tuple(recorder.resources))  # noqa: B010
     raise clean
+
+
+def _current_loop() -> asyncio.AbstractEventLoop:
+    """The loop Pulumi's synchronous test runner will use; set a fresh one if there is none
+    (after an ``asyncio.run()`` in the same process, Python 3.11 leaves none set)."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
 
 
 def _quiet_config_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

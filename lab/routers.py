@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from lab import probe
 from lab.netns import Lab, LabError
 
 ROUTER_ASN = 64512
@@ -59,12 +60,8 @@ class BgpPath:
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> float:
     """Poll ``check`` until true; return seconds taken; raise LabError naming ``what``."""
     start = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise LabError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    probe.wait_for(what, check, bool, timeout=timeout, interval=interval)
+    return time.monotonic() - start
 
 
 # --- BIRD --------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 import netaddr
 
@@ -120,9 +121,16 @@ def _communities(view: ClusterView, adv: BGPAdvertisement) -> tuple[str, ...]:
 
 
 def _prefix(ip: str, adv: BGPAdvertisement) -> str:
-    addr = netaddr.IPAddress(ip)
-    length = adv.spec.aggregationLength if addr.version == 4 else adv.spec.aggregationLengthV6
-    return str(netaddr.IPNetwork(f"{addr}/{length}").cidr)
+    v6 = ":" in ip
+    length = adv.spec.aggregationLengthV6 if v6 else adv.spec.aggregationLength
+    if length == (128 if v6 else 32):  # the common case, without parsing
+        return f"{ip}/{length}"
+    return _aggregate(ip, length)
+
+
+@lru_cache(maxsize=65536)
+def _aggregate(ip: str, length: int) -> str:
+    return str(netaddr.IPNetwork(f"{ip}/{length}").cidr)
 
 
 class _Acc:

@@ -132,11 +132,14 @@ def plan_l2(
     # Node eligibility depends on the covering advertisements, not on the group: compute
     # it once per distinct advertisement set (usually one) instead of per group.
     base_reasons: dict[tuple[str, ...], dict[str, str]] = {}
+    pools_used = set(view.config.pools) | {a.pool for s in view.assignments.values() for a in s.ips}
+    covering = {pool: [a for a in advs if covers(a, view, pool)] for pool in pools_used}
     for group in _groups(view.assignments):
         services = sorted(group.services)
         pools = {ip.ip: ip.pool for s in services for ip in view.assignments[s].ips}
-        ip_advs = {ip: [a for a in advs if covers(a, view, pool)] for ip, pool in pools.items()}
-        group_advs = [a for a in advs if any(a in v for v in ip_advs.values())]
+        ip_advs = {ip: covering[pool] for ip, pool in pools.items()}
+        group_pools = set(pools.values())
+        group_advs = [a for a in advs if any(a in covering[p] for p in group_pools)]
         if not group_advs:
             for s in services:
                 missing[s] = f"no L2Advertisement selects pool {', '.join(sorted(set(pools.values())))}"

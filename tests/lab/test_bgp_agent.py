@@ -64,8 +64,14 @@ def test_agents_announce_and_sigterm_sigkill_withdraw(lab: Lab) -> None:
     every = {lab.addr(n) for n in lab.nodes}
     wait_for(lambda: hops(bird) == every, 20, "a path from every agent")
     assert bird.routes()[f"{VIP}/32"][0].communities == ("65000:42",)
+
+    def session_state() -> object:
+        status = agents.status("node1") or {}
+        return status.get("shells", {}).get("BGPShell", {}).get("sessions", {}).get("tor", {}).get("state")
+
+    # The status file is rewritten periodically: it may lag the router's view briefly.
+    wait_for(lambda: session_state() == "established", 10, "node1's status to show the session established")
     status = agents.wait_status("node1")
-    assert status["shells"]["BGPShell"]["sessions"]["tor"]["state"] == "established"
     assert any(o["mode"] == "bgp" and o["ip"] == VIP for o in status["ownership"])
 
     start = time.monotonic()
