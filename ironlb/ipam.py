@@ -285,14 +285,7 @@ class Allocator:
             )
         chosen = self._requested(request) if request.requested_ips else self._by_pools(request, old)
         self._check_quota(request, chosen)
-        return Assignment(
-            service=request.key,
-            ips=tuple(chosen),
-            sharing_key=request.sharing_key,
-            ports=request.ports,
-            traffic_policy=request.traffic_policy,
-            selector=dict(request.selector),
-        )
+        return Assignment.for_request(request, tuple(chosen))
 
     def _requested(self, request: ServiceRequest) -> list[AssignedIP]:
         families = [netaddr.IPAddress(ip).version for ip in request.requested_ips]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from ironlb import addresses
@@ -80,9 +81,21 @@ class Assignment:
     traffic_policy: TrafficPolicy = "Cluster"
     selector: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def addresses(self) -> tuple[str, ...]:
         return tuple(a.ip for a in self.ips)
+
+    @classmethod
+    def for_request(cls, request: ServiceRequest, ips: tuple[AssignedIP, ...]) -> Assignment:
+        """``ips`` held by ``request``'s service, with the request's sharing terms."""
+        return cls(
+            service=request.key,
+            ips=ips,
+            sharing_key=request.sharing_key,
+            ports=request.ports,
+            traffic_policy=request.traffic_policy,
+            selector=dict(request.selector),
+        )
 
 
 _FAMILY = {"IPv4": 4, "IPv6": 6}

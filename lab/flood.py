@@ -20,15 +20,6 @@ import time
 from agent.l2 import packets as pk
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)
-
-
 def arp_garbage(rng: random.Random, mac: bytes) -> bytes:
     eth = pk.BROADCAST + mac + struct.pack("!H", pk.ETH_P_ARP)
     kind = rng.randrange(6)
@@ -63,7 +54,7 @@ def nd_garbage(rng: random.Random, mac: bytes, src: bytes, vip: bytes) -> bytes:
     else:
         body = bytes((typ, 0, 0, 0)) + rng.randbytes(rng.randrange(20, 120))  # random body
     pseudo = src + group + struct.pack("!I3xB", len(body), 58)
-    body = body[:2] + struct.pack("!H", _checksum(pseudo + body[:2] + b"\0\0" + body[4:])) + body[4:]
+    body = body[:2] + struct.pack("!H", pk.checksum(pseudo + body[:2] + b"\0\0" + body[4:])) + body[4:]
     ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(body), 58, 255, src, group)
     return b"\x33\x33" + group[12:] + mac + struct.pack("!H", pk.ETH_P_IPV6) + ip6 + body
 

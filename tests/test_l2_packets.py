@@ -112,7 +112,7 @@ def test_solicited_node_group_and_dad_probe_frame() -> None:
     assert ip6[7] == 255, "hop limit 255"
     assert pk.parse_nd(body) == pk.NeighborMessage(pk.ND_NS, 0, VIP6, None)
     pseudo = ip6[8:40] + len(body).to_bytes(4, "big") + b"\0\0\0\x3a"
-    assert pk._checksum(pseudo + body) == 0, "the ICMPv6 checksum verifies"
+    assert pk.checksum(pseudo + body) == 0, "the ICMPv6 checksum verifies"
 
 
 @settings(max_examples=1000, deadline=None)

@@ -155,14 +155,7 @@ def recorded_assignment(doc: Mapping[str, Any], request: ServiceRequest, config:
         if pool is None or pool not in config.pools:
             pool = next((n for n, p in config.pools.items() if p.contains(ip)), pool or "")
         ips.append(AssignedIP(ip, pool))
-    return Assignment(
-        service=request.key,
-        ips=tuple(ips),
-        sharing_key=request.sharing_key,
-        ports=request.ports,
-        traffic_policy=request.traffic_policy,
-        selector=request.selector,
-    )
+    return Assignment.for_request(request, tuple(ips))
 
 
 def endpoint_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str]]:

@@ -146,7 +146,8 @@ def solicited_node(ip: bytes) -> bytes:
     return bytes.fromhex("ff02" + "00" * 9 + "01ff") + ip[13:16]
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
         data += b"\x00"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -161,7 +162,7 @@ def dad_probe_frame(mac: bytes, target: bytes) -> bytes:
     src = b"\x00" * 16
     body = struct.pack("!BBH4x16s", ND_NS, 0, 0, target)
     pseudo = src + group + struct.pack("!I3xB", len(body), 58)
-    body = body[:2] + struct.pack("!H", _checksum(pseudo + body)) + body[4:]
+    body = body[:2] + struct.pack("!H", checksum(pseudo + body)) + body[4:]
     ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(body), 58, 255, src, group)
     eth = _ETH.pack(b"\x33\x33" + group[12:16], mac, ETH_P_IPV6)
     return eth + ip6 + body

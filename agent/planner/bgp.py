@@ -187,6 +187,7 @@ def plan_bgp(
             and (to := targets & node_peers.get(info.name, set()))
         }
     selects: dict[tuple[str, str], bool] = {}  # (adv, pool) -> selects
+    communities: dict[str, tuple[str, ...]] = {}  # adv -> resolved literals
     for key, assignment in sorted(view.assignments.items()):
         announced_any = False
         selecting: list[BGPAdvertisement] = []
@@ -215,7 +216,9 @@ def plan_bgp(
                 prefix = _prefix(assigned.ip, adv)
                 for peer_name in announcers[node]:
                     acc = mine[(prefix, peer_name)]
-                    acc.communities.update(_communities(view, adv))
+                    if adv.name not in communities:
+                        communities[adv.name] = _communities(view, adv)
+                    acc.communities.update(communities[adv.name])
                     acc.services.add(key)
                     spec = peers[peer_name].spec
                     if adv.spec.localPref is not None and spec.myASN == spec.peerASN:

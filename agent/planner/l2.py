@@ -70,6 +70,15 @@ class _Group:
 
 def _groups(assignments: Mapping[str, Assignment]) -> list[_Group]:
     """Union-find over services: a service's addresses, and every service sharing one of them."""
+    seen: set[str] = set()
+    shared = False
+    for a in assignments.values():
+        for ip in a.addresses:
+            shared = shared or ip in seen
+            seen.add(ip)
+    if not shared:  # the common case: every service is its own group
+        plain = [_Group(set(a.addresses), {key}) for key, a in assignments.items() if a.addresses]
+        return sorted(plain, key=lambda g: min(g.ips))
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:

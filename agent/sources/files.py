@@ -146,16 +146,7 @@ def recorded_assignments(
             if pool is not None:
                 ips.append(AssignedIP(ip, pool))
         if ips:
-            out.append(
-                Assignment(
-                    service=key,
-                    ips=tuple(ips),
-                    sharing_key=req.sharing_key,
-                    ports=req.ports,
-                    traffic_policy=req.traffic_policy,
-                    selector=req.selector,
-                )
-            )
+            out.append(Assignment.for_request(req, tuple(ips)))
     return out
 
 
