@@ -29,14 +29,12 @@ import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import Any
 
 import aiohttp.web
 import kmock as km
 
 from tests.kube_support import declare_all, install_put_with_cas
-
 
 NAMESPACES_PATH = "/api/v1/namespaces"
 
@@ -93,9 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", required=True, help="address to listen on (inside the namespace)")
     parser.add_argument("--port", type=int, default=6443)
     parser.add_argument("--socket", required=True, type=Path, help="Unix socket for the test process")
-    parser.add_argument(
-        "--namespace", action="append", default=[], help="a Namespace to list (repeatable)"
-    )
+    parser.add_argument("--namespace", action="append", default=[], help="a Namespace to list (repeatable)")
     args = parser.parse_args(argv)
     asyncio.run(serve(args.host, args.port, args.socket, args.namespace or ["default"]))
 

@@ -49,7 +49,7 @@ def _status(code: int, reason: str, message: str) -> Any:
         "message": message,
         "metadata": {},
     }
-    return km.Response(status=code, payload=body)
+    return km.Response(status=code, payload=body)  # type: ignore[attr-defined]  # public, not in __all__
 
 
 def install_put_with_cas(mock: Any, kind: Kind = LEASES) -> None:
