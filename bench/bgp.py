@@ -40,7 +40,7 @@ from agent.bgp.settings import BGPSettings
 from agent.bgp.shell import BGPShell
 from lab import Lab
 from lab.agents import Agents, nodes, pool, service
-from lab.routers import NODE_ASN, ROUTER_ASN, Bird, GoBGP, Neighbor, wait_for
+from lab.routers import NODE_ASN, ROUTER_ASN, Bird, GoBGP, Neighbor, node_session, wait_for
 
 
 class RouteMonitor:
@@ -91,18 +91,7 @@ def children(pid: int) -> list[int]:
 
 
 def session(lab: Lab) -> BGPSession:
-    return BGPSession(
-        name="tor",
-        peer_address=lab.addr("router"),
-        peer_asn=ROUTER_ASN,
-        local_asn=NODE_ASN,
-        router_id=lab.addr("node1"),
-        source_address=lab.addr("node1"),
-        hold_time=9,
-        keepalive_time=3,
-        connect_time=1,
-        next_hops=(lab.addr("node1"),),
-    )
+    return node_session(lab, hold_time=9, keepalive_time=3)
 
 
 def prefixes(n: int, base: int = 82) -> list[str]:

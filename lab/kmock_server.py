@@ -11,7 +11,7 @@ the router namespace:
   the test needs no ``ip netns exec`` per request and sends no traffic outside the lab.
 
 Both listeners serve the same handler (one object store).  The kmock gaps are worked
-around as in ``tests/kube_support.py`` (reused, not copied): every kind the agent watches
+around as here (and reused by ``tests/kube_support.py``): every kind the agent watches
 is declared, and PUT with a resourceVersion compare-and-swap is installed for Leases (the
 election needs it).  kmock cannot even parse ``/api/v1/namespaces`` (a 500 before any
 reaction runs), so this driver answers that path itself: a fixed list of Namespaces
@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
+import itertools
 import os
 import signal
 from collections.abc import Sequence
@@ -34,7 +36,54 @@ from typing import Any
 import aiohttp.web
 import kmock as km
 
-from tests.kube_support import declare_all, install_put_with_cas
+from agent.kube.client import AGENT_KINDS, LEASES, Kind
+
+
+def res(kind: Kind) -> km.resource:
+    return km.resource(kind.group, kind.version, kind.plural)
+
+
+def declare_all(mock: Any) -> None:
+    """Make every kind the agent watches listable (empty) in kmock."""
+    for kind in [*AGENT_KINDS.values(), LEASES]:
+        group = f"{kind.group}/" if kind.group else ""
+        mock.resources[f"{group}{kind.version}/{kind.plural}"] = {"namespaced": kind.namespaced}
+    mock.resources["v1/events"] = {"namespaced": True}
+
+
+def _status(code: int, reason: str, message: str) -> Any:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+        "metadata": {},
+    }
+    return km.Response(status=code, payload=body)  # type: ignore[attr-defined]  # public, not in __all__
+
+
+def install_put_with_cas(mock: Any, kind: Kind = LEASES) -> None:
+    counter = itertools.count(1)
+    resource = res(kind)
+
+    def put(request: km.Request) -> Any:
+        key = (resource, request.namespace, request.name)
+        if key not in mock.objects or mock.objects[key].deleted:
+            return _status(404, "NotFound", f"{kind.plural} {request.name} not found")
+        current = mock.objects[key].raw
+        sent = (request.data.get("metadata") or {}).get("resourceVersion")
+        have = (current.get("metadata") or {}).get("resourceVersion")
+        if sent != have:
+            return _status(409, "Conflict", f"resourceVersion {sent} is stale (now {have})")
+        new = copy.deepcopy(request.data)
+        new.setdefault("metadata", {})["resourceVersion"] = str(next(counter))
+        mock.objects[key] = new
+        return new
+
+    mock["put", resource] << put
+
 
 NAMESPACES_PATH = "/api/v1/namespaces"
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from agent.announcements import BGPSession
 from lab import probe
 from lab.netns import Lab, LabError
 
@@ -419,3 +420,19 @@ class GoBGP:
                     BgpPath(next_hop=str(nh), source=str(p.get("source-id", "")))
                 )
         return out
+
+
+def node_session(lab: Lab, node: str = "node1", hold_time: int = 9, keepalive_time: int = 3) -> BGPSession:
+    """The session ``node`` keeps with the lab router (eBGP, NODE_ASN -> ROUTER_ASN, 1 s retry)."""
+    return BGPSession(
+        name="tor",
+        peer_address=lab.addr("router"),
+        peer_asn=ROUTER_ASN,
+        local_asn=NODE_ASN,
+        router_id=lab.addr(node),
+        source_address=lab.addr(node),
+        hold_time=hold_time,
+        keepalive_time=keepalive_time,
+        connect_time=1,
+        next_hops=(lab.addr(node),),
+    )

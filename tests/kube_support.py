@@ -1,6 +1,7 @@
 """Shared helpers for the kmock-based Kubernetes tests (tests/test_kube_*.py).
 
-kmock 0.8 gaps this module works around, honestly and visibly:
+kmock 0.8 gaps worked around (the workarounds live in ``lab.kmock_server``, which the
+namespace lab's API server also uses), honestly and visibly:
 
 - **No PUT** (replace): :func:`install_put_with_cas` adds PUT for chosen resources, with a
   resourceVersion counter so a stale PUT gets 409 -- the compare-and-swap the Lease
@@ -14,63 +15,18 @@ kmock 0.8 gaps this module works around, honestly and visibly:
 from __future__ import annotations
 
 import asyncio
-import copy
-import itertools
 import time
 from collections.abc import Callable
 from typing import Any
 
 import kmock as km
 
-from agent.kube.client import AGENT_KINDS, LEASES, Kind, KubeClient
+from agent.kube.client import Kind, KubeClient
+from lab.kmock_server import declare_all as declare_all  # re-exported for the kube tests
+from lab.kmock_server import install_put_with_cas as install_put_with_cas
+from lab.kmock_server import res
 
 SVC = km.resource("", "v1", "services")
-
-
-def res(kind: Kind) -> km.resource:
-    return km.resource(kind.group, kind.version, kind.plural)
-
-
-def declare_all(mock: Any) -> None:
-    """Make every kind the agent watches listable (empty) in kmock."""
-    for kind in [*AGENT_KINDS.values(), LEASES]:
-        group = f"{kind.group}/" if kind.group else ""
-        mock.resources[f"{group}{kind.version}/{kind.plural}"] = {"namespaced": kind.namespaced}
-    mock.resources["v1/events"] = {"namespaced": True}
-
-
-def _status(code: int, reason: str, message: str) -> Any:
-    body = {
-        "apiVersion": "v1",
-        "kind": "Status",
-        "status": "Failure",
-        "code": code,
-        "reason": reason,
-        "message": message,
-        "metadata": {},
-    }
-    return km.Response(status=code, payload=body)  # type: ignore[attr-defined]  # public, not in __all__
-
-
-def install_put_with_cas(mock: Any, kind: Kind = LEASES) -> None:
-    counter = itertools.count(1)
-    resource = res(kind)
-
-    def put(request: km.Request) -> Any:
-        key = (resource, request.namespace, request.name)
-        if key not in mock.objects or mock.objects[key].deleted:
-            return _status(404, "NotFound", f"{kind.plural} {request.name} not found")
-        current = mock.objects[key].raw
-        sent = (request.data.get("metadata") or {}).get("resourceVersion")
-        have = (current.get("metadata") or {}).get("resourceVersion")
-        if sent != have:
-            return _status(409, "Conflict", f"resourceVersion {sent} is stale (now {have})")
-        new = copy.deepcopy(request.data)
-        new.setdefault("metadata", {})["resourceVersion"] = str(next(counter))
-        mock.objects[key] = new
-        return new
-
-    mock["put", resource] << put
 
 
 def client_for(mock: Any, timeout: float = 3.0) -> KubeClient:

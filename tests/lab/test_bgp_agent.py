@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import BGPRoute, BGPSession, Plan
+from agent.announcements import BGPRoute, Plan
 from agent.bgp.settings import BGPSettings
 from agent.bgp.shell import BGPShell
 from lab import Lab
 from lab.agents import Agents, nodes, pool, service
-from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Frr, GoBGP, Neighbor, wait_for
+from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Frr, GoBGP, Neighbor, node_session, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -105,18 +105,7 @@ async def shell(lab: Lab) -> AsyncIterator[BGPShell]:
 
 
 def node1_plan(lab: Lab) -> Plan:
-    sess = BGPSession(
-        name="tor",
-        peer_address=lab.addr("router"),
-        peer_asn=ROUTER_ASN,
-        local_asn=NODE_ASN,
-        router_id=lab.addr("node1"),
-        source_address=lab.addr("node1"),
-        hold_time=6,
-        keepalive_time=1,
-        connect_time=1,
-        next_hops=(lab.addr("node1"),),
-    )
+    sess = node_session(lab, hold_time=6, keepalive_time=1)
     return Plan(node="node1", bgp=(BGPRoute(f"{VIP}/32", ("tor",)),), bgp_sessions=(sess,))
 
 
