@@ -87,14 +87,14 @@ def table_rows(lab: Any, agents: Any, bird: Any) -> list[dict[str, str]]:
             who = ", ".join(names.get(h, h) for h in hops) or "no route at the router"
         else:
             who = ", ".join(o["nodes"]) or "none"
-        reply = who_serves(lab, "client", ip, timeout=1) if ":" not in ip else None
+        reply = who_serves(lab, "client", ip, timeout=1)
         rows.append(
             {
                 "SERVICE": ",".join(o.get("services") or []),
                 "IP": ip,
                 "MODE": o["mode"],
                 "OWNER / NEXT HOPS": who,
-                "CLIENT TCP": f"ok (answered by {reply})" if reply else ("-" if ":" in ip else "FAILED"),
+                "CLIENT TCP": f"ok (answered by {reply})" if reply else "FAILED",
             }
         )
     for svc, why in sorted((status.get("unannounced") or {}).items()):
@@ -129,6 +129,7 @@ def _complete(rows: list[dict[str, str]]) -> bool:
 def run(args: argparse.Namespace) -> int:
     if sys.platform != "linux" or os.geteuid() != 0:
         raise IronLBError("ironlb demo builds network namespaces: run it as root on Linux (sudo)")
+    from ironlb.addresses import parse_block
     from lab.agents import Agents, endpoint_slice, nodes
     from lab.netns import Lab
     from lab.routers import Bird, Neighbor
@@ -147,9 +148,23 @@ def run(args: argparse.Namespace) -> int:
                 if ":" not in a
             }
         )
-        for net in bgp_nets:  # BGP addresses arrive routed: nodes accept them locally, the client routes them
+        # No kube-proxy here: every node accepts every pool address locally (AnyIP routes on
+        # lo; the lab's arp_ignore keeps the kernel from answering ARP for them, so only the
+        # agents announce). BGP addresses arrive routed: the client routes them via the router.
+        accept = sorted(
+            {
+                str(cidr)
+                for d in docs
+                if d["kind"] == "IPPool"
+                for a in d["spec"]["addresses"]
+                for cidr in parse_block(a).cidrs()
+            }
+        )
+        for net in accept:
+            family = "-6" if ":" in net else "-4"
             for node in lab.nodes:
-                lab.run(node, "ip", "route", "add", "local", net, "dev", "lo")
+                lab.run(node, "ip", family, "route", "replace", "local", net, "dev", "lo")
+        for net in bgp_nets:
             lab.run("client", "ip", "route", "replace", net, "via", lab.addr("router"))
         lab.start_vip_servers()
         bird = Bird(lab, [Neighbor(n, lab.addr(n)) for n in lab.nodes]).start()

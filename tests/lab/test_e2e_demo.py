@@ -31,6 +31,9 @@ def test_demo_once_prints_a_table_where_the_client_reaches_every_address() -> No
     dns = next(r for r in rows if r[1] == "10.78.0.53")
     assert web[2] == "layer2" and web[3] in {"node1", "node2", "node3"}
     assert f"(answered by {web[3]})" in " ".join(web), "the client reaches the layer-2 owner"
+    web6 = next(r for r in rows if r[1] == "fd77::200")
+    assert web6[3] == web[3], "all of a service's addresses have one layer-2 owner"
+    assert f"(answered by {web6[3]})" in " ".join(web6), "the client reaches the IPv6 address too"
     assert dns[2] == "bgp" and " ".join(dns[3:5]).startswith("node1, node2"), dns
     assert "ok (answered by node" in " ".join(dns)
     assert "lab torn down" in done.stderr
