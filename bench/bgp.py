@@ -39,7 +39,7 @@ from agent.announcements import BGPRoute, BGPSession, Plan
 from agent.bgp.settings import BGPSettings
 from agent.bgp.shell import BGPShell
 from lab import Lab
-from lab.agents import Agents, nodes, pool, service
+from lab.agents import Agents, bgp_advertisement, bgp_peer, nodes, pool, service
 from lab.routers import NODE_ASN, ROUTER_ASN, Bird, GoBGP, Neighbor, node_session, wait_for
 
 
@@ -166,25 +166,8 @@ def gobgp_part(lab: Lab, bird: Bird, mon: RouteMonitor, samples: int) -> dict[st
 
 def graceful_part(lab: Lab, mon: RouteMonitor, runs: int) -> dict[str, Any]:
     agents = Agents(lab, membership="static")
-    peer = {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "BGPPeer",
-        "metadata": {"name": "tor"},
-        "spec": {
-            "myASN": NODE_ASN,
-            "peerASN": ROUTER_ASN,
-            "peerAddress": lab.addr("router"),
-            "holdTime": 9,
-            "connectTime": 1,
-            "nodeSelector": {"matchLabels": {"bgp": "yes"}},
-        },
-    }
-    adv = {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "BGPAdvertisement",
-        "metadata": {"name": "tor"},
-        "spec": {},
-    }
+    peer = bgp_peer(lab, hold=9, nodeSelector={"matchLabels": {"bgp": "yes"}})
+    adv = bgp_advertisement()
     agents.write(pool(), peer, adv, *nodes(lab, {"node1": {"bgp": "yes"}}), service("web", ip="10.77.0.200"))
     took = []
     for _ in range(runs):

@@ -26,27 +26,43 @@ from typing import Any
 import yaml
 
 from lab.netns import VIP_PORT, Lab, LabError
+from lab.routers import NODE_ASN, ROUTER_ASN
 
 POOL_V4 = "10.77.0.200-10.77.0.250"
 POOL_V6 = "fd77::c8-fd77::fa"
 
 
+def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """An IronLB custom resource document."""
+    return {"apiVersion": "ironlb.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
 def pool(name: str = "lan", addresses: Iterable[str] = (POOL_V4, POOL_V6), **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "IPPool",
-        "metadata": {"name": name},
-        "spec": {"addresses": list(addresses), **spec},
-    }
+    return resource("IPPool", name, {"addresses": list(addresses), **spec})
 
 
 def l2_advertisement(name: str = "lan", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "L2Advertisement",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    return resource("L2Advertisement", name, spec)
+
+
+def bgp_advertisement(name: str = "tor", **spec: Any) -> dict[str, Any]:
+    return resource("BGPAdvertisement", name, spec)
+
+
+def bgp_peer(lab: Lab, name: str = "tor", hold: int = 9, **spec: Any) -> dict[str, Any]:
+    """A BGPPeer from the nodes (NODE_ASN) to the lab router (ROUTER_ASN), 1 s connect retry."""
+    return resource(
+        "BGPPeer",
+        name,
+        {
+            "myASN": NODE_ASN,
+            "peerASN": ROUTER_ASN,
+            "peerAddress": lab.addr("router"),
+            "holdTime": hold,
+            "connectTime": 1,
+            **spec,
+        },
+    )
 
 
 def nodes(lab: Lab, labels: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:

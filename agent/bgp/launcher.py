@@ -19,26 +19,16 @@ The patches are applied only to the ExaBGP version they were written against
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import os
 import shutil
-import signal
 import sys
 import time
 from typing import Any
 
+from agent.bgp.relay import die_with_parent
+
 PATCHED_VERSION = "5.0.15"
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        return
-    if os.getppid() == 1:  # the agent died before prctl took effect
-        sys.exit(0)
 
 
 def _patch() -> None:
@@ -73,7 +63,7 @@ def _patch() -> None:
 
 
 def main() -> int:
-    _die_with_parent()
+    die_with_parent()
     _patch()
     exabgp_main = importlib.import_module("exabgp.application.main").main
     sys.argv[0] = "exabgp"

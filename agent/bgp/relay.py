@@ -22,7 +22,8 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Ask for SIGTERM when the parent dies; exit now if it already has (also used by the launcher)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
@@ -32,7 +33,7 @@ def _die_with_parent() -> None:
 
 
 def relay(path: str) -> int:
-    _die_with_parent()
+    die_with_parent()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)

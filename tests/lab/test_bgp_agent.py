@@ -18,8 +18,8 @@ from agent.announcements import BGPRoute, Plan
 from agent.bgp.settings import BGPSettings
 from agent.bgp.shell import BGPShell
 from lab import Lab
-from lab.agents import Agents, nodes, pool, service
-from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Frr, GoBGP, Neighbor, node_session, wait_for
+from lab.agents import Agents, bgp_advertisement, bgp_peer, nodes, pool, service
+from lab.routers import Bird, Frr, GoBGP, Neighbor, node_session, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -27,24 +27,8 @@ VIP = "10.77.0.200"
 
 
 def bgp_docs(lab: Lab) -> list[dict[str, Any]]:
-    peer = {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "BGPPeer",
-        "metadata": {"name": "tor"},
-        "spec": {
-            "myASN": NODE_ASN,
-            "peerASN": ROUTER_ASN,
-            "peerAddress": lab.addr("router"),
-            "holdTime": 6,
-            "connectTime": 1,
-        },
-    }
-    adv = {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "BGPAdvertisement",
-        "metadata": {"name": "tor"},
-        "spec": {"communities": ["65000:42"]},
-    }
+    peer = bgp_peer(lab, hold=6)
+    adv = bgp_advertisement(communities=["65000:42"])
     return [pool(), peer, adv, *nodes(lab), service("web", ip=VIP)]
 
 
