@@ -33,6 +33,16 @@ class BGPRoute:
 
 
 @dataclass(frozen=True, order=True)
+class BFDSettings:
+    """BFD for one BGP session, from the BGPPeer's BFDProfile (intervals in milliseconds)."""
+
+    receive_interval: int = 300
+    transmit_interval: int = 300
+    detect_multiplier: int = 3
+    passive: bool = False
+
+
+@dataclass(frozen=True, order=True)
 class BGPSession:
     """A BGP session this node keeps, from a BGPPeer whose nodeSelector matches it."""
 
@@ -48,6 +58,8 @@ class BGPSession:
     connect_time: int = 5
     ebgp_multihop: bool = False
     graceful_restart: bool = False
+    graceful_restart_time: int = 120  # seconds the router keeps our routes after we vanish (GR on)
+    bfd: BFDSettings | None = None  # None: no BFD on this session
     password_ref: tuple[str, str] | None = None  # (Secret name, key); the file is read by the speaker only
     next_hops: tuple[str, ...] = ()  # this node's addresses to announce as next hop, at most one per family
 
@@ -59,7 +71,7 @@ class Ownership:
     ip: str
     mode: Literal["layer2", "bgp"]
     nodes: tuple[str, ...]  # layer2: exactly one owner (or none); bgp: every announcing node
-    reason: str  # one sentence, e.g. "ranked first of 3 eligible nodes (sha256 of node#ip)"
+    reason: str  # one sentence, e.g. "ranked first by sha256(node#ip) among eligible nodes"
     services: tuple[str, ...] = ()
 
 

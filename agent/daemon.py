@@ -10,12 +10,19 @@ Shutdown (cancellation, SIGTERM): in ``finally`` and under :func:`asyncio.shield
 shell's ``close()`` runs (withdraw: stop answering ARP/NDP, withdraw routes) while the
 membership leaves gracefully, so the successor takes over at once.
 
+A heartbeat, independent of replans, ticks every second and at once (at most ten times a
+second) when a shell reports a state change: it runs :attr:`Daemon.tickers` (the status
+board behind ``/healthz``, ``/status`` and ``/metrics``; the NodeState reporter) and
+rewrites the status file.  So an idle agent stays live, and what it reports follows the
+shells within a second.  :meth:`Daemon.stuck` and :meth:`Daemon.not_ready` are the
+daemon's own health checks.
+
 Extension points -- keep these one-line edits:
 
-- :func:`build_shells` returns the shells, in apply order (layer 2 first; the BGP shell
-  is appended by the BGP work).
+- :func:`build_shells` returns the shells, in apply order (layer 2 first, then BGP).
 - :attr:`Daemon.hooks`: callables ``hook(plan, view)`` run after every apply (metrics,
   Kubernetes status); exceptions are logged, never fatal.
+- :attr:`Daemon.tickers`: callables run on every heartbeat (on the event loop).
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -40,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds before a failed apply is retried when nothing else changes.
 RETRY_AFTER = 5.0
+#: Seconds between heartbeats when nothing changes (and the least time between two).
+TICK, MIN_TICK = 1.0, 0.1
 
 Hook = Callable[[Plan, ClusterView], "Awaitable[None] | None"]
 
@@ -47,19 +57,19 @@ Hook = Callable[[Plan, ClusterView], "Awaitable[None] | None"]
 class Membership(MembershipView, Protocol):
     """What the daemon needs of membership beyond :class:`MembershipView`."""
 
-    def update_peers(self, peers: Mapping[str, str]) -> None: ...
+    def update_peers(self, peers: Mapping[str, str], ready: Collection[str] | None = None) -> None: ...
     async def start(self) -> None: ...
     async def stop(self, graceful: bool) -> None: ...
 
 
-def build_shells(settings: Settings, *, peer_addresses: Callable[[], frozenset[str]]) -> list[Shell]:
-    """The shells this agent runs, in apply order. ``peer_addresses``: other nodes' addresses now."""
+def build_shells(settings: Settings) -> list[Shell]:
+    """The shells this agent runs, in apply order."""
     from agent.l2.shell import L2Shell
 
-    shells: list[Shell] = [L2Shell(settings.node, settings.l2, peer_addresses=peer_addresses)]
+    shells: list[Shell] = [L2Shell(settings.node, settings.l2)]
     from agent.bgp.shell import BGPShell
 
-    shells.append(BGPShell(settings.node, getattr(settings, "bgp", None)))
+    shells.append(BGPShell(settings.node, settings.bgp))
     return shells
 
 
@@ -68,7 +78,7 @@ def build_membership(settings: Settings) -> Membership | None:
     if settings.membership.mode == "static":
         return None
     from agent.membership import Membership as Gossip
-    from agent.membership.settings import MembershipSettings, load_key
+    from agent.membership.settings import MembershipSettings, load_keys
 
     assert settings.membership.key_file is not None  # Settings checked it
     opts = settings.membership
@@ -78,7 +88,9 @@ def build_membership(settings: Settings) -> Membership | None:
         suspect_after=min(2, opts.dead_after),
         port=opts.port,
     )
-    member: Membership = Gossip(settings.node, load_key(str(opts.key_file)), ms)
+    # During a key rotation the next key is accepted too (docs/decisions/0030-membership.md).
+    keys = load_keys(str(opts.key_file), str(opts.next_key_file) if opts.next_key_file else None)
+    member: Membership = Gossip(settings.node, keys, ms)
     return member
 
 
@@ -86,15 +98,24 @@ class Daemon:
     """One agent: replans on every change and applies the plan to every shell."""
 
     def __init__(
-        self, settings: Settings, source: Source, shells: list[Shell], membership: Membership | None = None
+        self,
+        settings: Settings,
+        source: Source,
+        shells: list[Shell],
+        membership: Membership | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.clock = clock
         self.source = source
         self.shells = shells
         self.membership = membership
         self.hooks: list[Hook] = []
+        self.tickers: list[Callable[[], None]] = []
         self.view: ClusterView | None = None
         self.plan: Plan | None = None
+        self.planner = planner.Planner(settings.node, check_every=planner.CHECK_EVERY)
         self.replans = 0
         self._dirty = asyncio.Event()
         self._status_dirty = asyncio.Event()
@@ -103,16 +124,30 @@ class Daemon:
                 shell.on_change = self._status_dirty.set
         self._ready = asyncio.Event()
         self._closed = False
+        self._members_started = membership is None
+        self._replanning_since: float | None = None
+
+    # --- health ---------------------------------------------------------------------------
+
+    def stuck(self) -> str | None:
+        """Liveness: a replan (a shell's apply) running far longer than any should."""
+        since = self._replanning_since
+        limit = self.settings.daemon.stuck_after
+        if since is not None and self.clock() - since > limit:
+            return f"a replan has been running for more than {limit:.0f} s"
+        return None
+
+    def not_ready(self) -> str | None:
+        """Readiness: a cluster view exists, membership started, the first plan applied."""
+        if self.view is None:
+            return "no cluster view yet"
+        if not self._members_started:
+            return "membership not started yet"
+        if self.plan is None:
+            return "no plan applied yet"
+        return None
 
     # --- status ---------------------------------------------------------------------------
-
-    def peer_addresses(self) -> frozenset[str]:
-        """Addresses of every other node in the current view (used to tell peers from conflicts)."""
-        if self.view is None:
-            return frozenset()
-        return frozenset(
-            a for n in self.view.nodes.values() if n.name != self.settings.node for a in n.addresses
-        )
 
     def status(self) -> dict[str, Any]:
         plan = self.plan
@@ -132,6 +167,10 @@ class Daemon:
             ],
             "l2": [a.ip for a in plan.l2] if plan else [],
             "unannounced": dict(plan.unannounced) if plan else {},
+            "rejected": {
+                svc: [{"ip": r.ip, "reason": r.reason, "message": r.message} for r in rows]
+                for svc, rows in sorted((self.view.rejected if self.view else {}).items())
+            },
             "shells": {type(s).__name__: s.status() for s in self.shells},
         }
 
@@ -149,15 +188,15 @@ class Daemon:
         """Run until cancelled; always withdraw in ``finally``."""
         try:
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._heartbeat(), name="heartbeat")
                 tg.create_task(self._watch_source(), name="source")
                 await self._ready.wait()
                 if self.membership is not None:
                     await self.membership.start()
+                    self._members_started = True
                     tg.create_task(self._watch_membership(), name="membership")
                 self._dirty.set()
                 tg.create_task(self._replan_loop(), name="replan")
-                if self.settings.daemon.status_file is not None:
-                    tg.create_task(self._status_loop(), name="status")
         finally:
             await asyncio.shield(self.close())
 
@@ -196,7 +235,8 @@ class Daemon:
                         n.name: n.addresses[0]
                         for n in view.nodes.values()
                         if n.addresses and n.name != self.settings.node
-                    }
+                    },
+                    ready={n.name for n in view.nodes.values() if n.ready},  # the grab-all guard (ADR 0030)
                 )
             self._ready.set()
             self._dirty.set()
@@ -207,17 +247,26 @@ class Daemon:
             log.info("live agents: %s", ", ".join(sorted(live)))
             self._dirty.set()
 
-    async def _status_loop(self) -> None:
-        """Rewrite the status file on a shell state change (at most 10/s) and at least once a second."""
+    async def _heartbeat(self) -> None:
+        """Tick every second, and at once (at most 10/s) when a shell changes state."""
         while True:
-            with contextlib.suppress(TimeoutError):  # also refresh counters once a second
-                await asyncio.wait_for(self._status_dirty.wait(), 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_dirty.wait(), TICK)
             self._status_dirty.clear()
+            self.tick()
+            await asyncio.sleep(MIN_TICK)
+
+    def tick(self) -> None:
+        """Run every ticker and rewrite the status file (on the loop; never raises)."""
+        for ticker in self.tickers:
             try:
-                self._write_status()
-            except OSError as exc:
-                log.warning("cannot write status file: %s", exc)
-            await asyncio.sleep(0.1)
+                ticker()
+            except Exception:  # a broken reporter must not stop the heartbeat (liveness)
+                log.exception("ticker %r failed", ticker)
+        try:
+            self._write_status()
+        except OSError as exc:
+            log.warning("cannot write status file: %s", exc)
 
     async def _replan_loop(self) -> None:
         while True:
@@ -233,9 +282,20 @@ class Daemon:
             return None
         live = self.membership.live() if self.membership is not None else None
         view = replace(self.view, live_members=live)
-        new = planner.plan(view, self.settings.node)
+        mismatches = self.planner.stats.mismatches
+        new = self.planner.plan(view)  # incremental; equal to planner.plan(view, node)
+        if self.planner.stats.mismatches != mismatches:
+            log.error("planner bug, the full plan was used instead: %s", self.planner.last_mismatch)
         self.plan = new
         self.replans += 1
+        self._replanning_since = self.clock()
+        try:
+            await self._apply(new, view)
+        finally:
+            self._replanning_since = None
+        return new
+
+    async def _apply(self, new: Plan, view: ClusterView) -> None:
         for shell in self.shells:
             try:
                 await shell.apply(new)
@@ -251,8 +311,4 @@ class Daemon:
                     await result
             except Exception:
                 log.exception("hook %r failed", hook)
-        try:
-            self._write_status()
-        except OSError as exc:
-            log.warning("cannot write status file: %s", exc)
-        return new
+        self._status_dirty.set()

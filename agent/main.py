@@ -1,13 +1,18 @@
-"""``ironlb-agent``: the node agent's command line.
+"""``ironlb-agent``: the speaker (one per node) -- settings, wiring, and a clean exit.
 
-Parses flags into :class:`agent.settings.Settings`, builds the source, membership and
-shells, and runs :class:`agent.daemon.Daemon` until SIGTERM/SIGINT, which withdraws every
-announcement before exiting (exit 0).  Bad flags or an unreadable configuration exit 2
-with one line per problem, never a traceback.
+Settings come from one file, ``$IRONLB_CONFIG`` (or ``--config``; the NodeAgent component
+mounts its ConfigMap there), checked by :mod:`ironlb.agentconfig`; command-line flags, for
+standalone use, override single keys of it and are checked with it.  The node's name is
+``--node`` or ``$NODE_NAME`` (the downward API).  Then the source, membership and shells
+are built and :class:`agent.daemon.Daemon` runs until SIGTERM/SIGINT, which withdraws
+every announcement before exiting (exit 0).  A bad settings file or flag exits 2 with one
+line per problem (key, value, what is allowed), never a traceback.
 
-Example (standalone)::
+Examples::
 
-    ironlb-agent --source files --dir /etc/ironlb --node node1 --membership-key /etc/ironlb/key
+    ironlb-agent                          # in a pod: everything from $IRONLB_CONFIG
+    ironlb-agent --source files --dir /etc/ironlb/manifests --node node1 \\
+        --membership-key /etc/ironlb/key  # standalone, no Kubernetes
 """
 
 from __future__ import annotations
@@ -19,122 +24,141 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from agent.settings import DaemonSettings, L2Settings, MembershipOptions, Settings, SourceSettings
-from ironlb.errors import ConfigError
+from agent import endpoints
+from agent.observability import StatusBoard
+from agent.settings import Settings
+from ironlb import agentconfig
+from ironlb.errors import ConfigError, IronLBError, Issue
+
+if TYPE_CHECKING:
+    from agent.daemon import Daemon
+
+log = logging.getLogger("agent")
 
 
-def _floats(text: str) -> tuple[float, ...]:
+def _floats(text: str) -> list[float]:
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: must be comma-separated seconds, e.g. 0,0.25,0.5,1,2,4"
         ) from None
 
 
+#: flag destination -> settings key it overrides (dotted camelCase, as in the file).
+FLAG_KEYS = {
+    "source": "source.kind",
+    "dir": "source.directory",
+    "poll_interval": "source.pollInterval",
+    "interfaces": "l2.interfaces",
+    "garp_schedule": "l2.garpSchedule",
+    "probe": "l2.probe",
+    "conflict_retry": "l2.conflictRetry",
+    "membership": "membership.mode",
+    "membership_key": "membership.keyFile",
+    "membership_next_key": "membership.nextKeyFile",
+    "membership_port": "membership.port",
+    "membership_interval": "membership.interval",
+    "status_file": "daemon.statusFile",
+    "log_level": "logLevel",
+    "log_format": "logFormat",
+    "metrics_address": "metrics.address",
+    "metrics_port": "metrics.port",
+    "health_address": "health.address",
+    "health_port": "health.port",
+    "status": "status.enabled",
+    "status_address": "status.address",
+    "status_port": "status.port",
+    "kubeconfig": "kubernetes.kubeconfig",
+    "run_dir": "runDir",
+    "secrets_dir": "secretsDir",
+}
+
+
 def parser() -> argparse.ArgumentParser:
-    d_src, d_l2, d_mem = SourceSettings(), L2Settings(), MembershipOptions()
     p = argparse.ArgumentParser(
         prog="ironlb-agent",
-        description="IronLB node agent: answers ARP/NDP (and BGP) for LoadBalancer addresses this node owns.",
+        description="IronLB speaker: answers ARP/NDP and speaks BGP for the LoadBalancer addresses "
+        "this node owns. Settings come from $IRONLB_CONFIG; each flag overrides one key of it.",
+        argument_default=None,
     )
-    p.add_argument(
-        "--node", default=os.environ.get("NODE_NAME", ""), help="this node's name (default: $NODE_NAME)"
-    )
-    p.add_argument(
-        "--source", choices=("files", "kube"), default=d_src.kind, help="where the cluster view comes from"
-    )
-    p.add_argument("--dir", type=Path, help="manifest directory for --source files")
-    p.add_argument(
-        "--poll-interval",
-        type=float,
-        default=d_src.poll_interval,
-        help="seconds between checks of --dir (default %(default)s)",
-    )
+    p.add_argument("--config", type=Path, help="settings file (default: $IRONLB_CONFIG; none: defaults)")
+    p.add_argument("--node", help="this node's name (default: $NODE_NAME)")
+    p.add_argument("--source", choices=("files", "kube"), help="where the cluster view comes from")
+    p.add_argument("--dir", help="manifest directory for --source files")
+    p.add_argument("--poll-interval", type=float, help="seconds between checks of --dir")
     p.add_argument(
         "--interfaces",
-        default="",
-        help="comma-separated interfaces to answer on when an "
-        "L2Advertisement names none (default: by route lookup)",
+        type=lambda t: [i.strip() for i in t.split(",") if i.strip()],
+        help="comma-separated interfaces to answer on when an L2Advertisement names none",
     )
+    p.add_argument("--garp-schedule", type=_floats, help="seconds after takeover to send gratuitous ARP/NA")
+    p.add_argument("--no-probe", dest="probe", action="store_const", const=False, help="do not probe first")
     p.add_argument(
-        "--garp-schedule",
-        type=_floats,
-        default=d_l2.garp_schedule,
-        help="seconds after takeover to send gratuitous ARP/NA (default 0,0.25,0.5,1,2,4)",
+        "--conflict-retry", type=float, help="seconds before a conflicting address is probed again"
     )
-    p.add_argument(
-        "--no-probe", action="store_true", help="do not probe for conflicting hosts before announcing"
-    )
-    p.add_argument(
-        "--conflict-retry",
-        type=float,
-        default=d_l2.conflict_retry,
-        help="seconds before a conflicting address is probed again (default %(default)s)",
-    )
-    p.add_argument(
-        "--membership",
-        choices=("gossip", "static"),
-        default=d_mem.mode,
-        help="gossip: authenticated UDP heartbeats; static: assume every node's agent is alive",
-    )
-    p.add_argument(
-        "--membership-key",
-        type=Path,
-        default=os.environ.get("IRONLB_MEMBERSHIP_KEY") or None,
-        help="file holding the shared membership HMAC key (>= 32 bytes)",
-    )
-    p.add_argument("--membership-port", type=int, default=d_mem.port, help="UDP port (default %(default)s)")
-    p.add_argument(
-        "--membership-interval",
-        type=float,
-        default=d_mem.interval,
-        help="heartbeat period, seconds (default %(default)s)",
-    )
-    p.add_argument(
-        "--status-file", type=Path, help="write the agent's status here as JSON after every change"
-    )
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--membership", choices=("gossip", "static"), help="gossip, or static (all alive)")
+    p.add_argument("--membership-key", help="file holding the shared membership key (>= 32 bytes)")
+    p.add_argument("--membership-next-key", help="during a key rotation: the next key's file")
+    p.add_argument("--membership-port", type=int, help="membership UDP port")
+    p.add_argument("--membership-interval", type=float, help="heartbeat period, seconds")
+    p.add_argument("--status-file", help="also write the agent's status here as JSON")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-format", choices=("json", "text"))
+    add_http_flags(p)
+    p.add_argument("--kubeconfig", help="standalone --source kube: a kubeconfig file")
+    p.add_argument("--run-dir", help="memory-backed scratch directory (BGP speaker files)")
+    p.add_argument("--secrets-dir", help="where BGP password Secrets are mounted")
     return p
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    return Settings(
-        node=args.node,
-        source=SourceSettings(kind=args.source, directory=args.dir, poll_interval=args.poll_interval),
-        l2=L2Settings(
-            interfaces=tuple(i.strip() for i in args.interfaces.split(",") if i.strip()),
-            garp_schedule=args.garp_schedule,
-            probe=not args.no_probe,
-            conflict_retry=args.conflict_retry,
-        ),
-        daemon=DaemonSettings(status_file=args.status_file),
-        membership=MembershipOptions(
-            mode=args.membership,
-            key_file=args.membership_key,
-            port=args.membership_port,
-            interval=args.membership_interval,
-        ),
-    )
+def add_http_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-address", help="'podIP' or an IP for /metrics")
+    p.add_argument("--metrics-port", type=int, help="port for /metrics (0: off)")
+    p.add_argument("--health-address", help="'podIP' or an IP for /healthz and /readyz")
+    p.add_argument("--health-port", type=int, help="port for /healthz and /readyz (0: off)")
+    p.add_argument("--status", action="store_const", const=True, help="serve /status (off by default)")
+    p.add_argument("--status-address", help="address for /status (default 127.0.0.1)")
+    p.add_argument("--status-port", type=int, help="port for /status")
 
 
-async def run(settings: Settings) -> None:
+def overrides(args: argparse.Namespace, keys: Mapping[str, str] = FLAG_KEYS) -> dict[str, Any]:
+    """The settings keys the given flags override (flags not given override nothing)."""
+    return {key: getattr(args, dest) for dest, key in keys.items() if getattr(args, dest, None) is not None}
+
+
+def load_config(
+    args: argparse.Namespace, env: Mapping[str, str], keys: Mapping[str, str] = FLAG_KEYS
+) -> tuple[agentconfig.AgentConfig, str]:
+    """The settings file (if any) with the flags applied, checked; and where it came from."""
+    path = args.config or (Path(env["IRONLB_CONFIG"]) if env.get("IRONLB_CONFIG") else None)
+    doc = agentconfig.read(path) if path is not None else None
+    origin = str(path) if path is not None else "flags"
+    return agentconfig.merged(doc, overrides(args, keys), origin), origin
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    config, origin = load_config(args, env)
+    return Settings(node=args.node or env.get("NODE_NAME", ""), config=config, origin=origin)
+
+
+async def run(settings: Settings, env: Mapping[str, str] | None = None) -> None:
     from agent.daemon import Daemon, build_membership, build_shells
-    from agent.observability import attach as attach_observability
     from agent.sources import make_source
 
     source = make_source(settings)
     membership = build_membership(settings)
-    holder: list[Daemon] = []
-    shells = build_shells(
-        settings, peer_addresses=lambda: holder[0].peer_addresses() if holder else frozenset()
-    )
-    daemon = Daemon(settings, source, shells, membership)
-    holder.append(daemon)
-    attach_observability(daemon, source)  # metrics, /status, Kubernetes hooks (IRONLB_HTTP_ADDR)
+    daemon = Daemon(settings, source, build_shells(settings), membership)
+    board = observe(daemon)
+    attach = getattr(source, "attach", None)  # the Kubernetes source reports through the daemon
+    if attach is not None:
+        attach(daemon, board)
+    servers = endpoints.start(board, settings.config, os.environ if env is None else env)
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
@@ -143,7 +167,21 @@ async def run(settings: Settings) -> None:
     try:
         await daemon.run()
     except asyncio.CancelledError:
-        logging.getLogger("agent").info("stopped; every announcement withdrawn")
+        log.info("stopped; every announcement withdrawn")
+    finally:
+        endpoints.stop(servers)
+
+
+def observe(daemon: Daemon) -> StatusBoard:
+    """The status board behind /healthz, /readyz, /status and /metrics, ticked by the daemon."""
+    board = StatusBoard(daemon.settings.node)
+    board.shells = {type(s).__name__: s for s in daemon.shells}
+    board.live_checks.append(daemon.stuck)
+    board.ready_checks.append(daemon.not_ready)
+    daemon.hooks.append(lambda plan, view: board.record_plan(plan))
+    daemon.hooks.append(lambda plan, view: board.record_rejected(view.rejected))
+    daemon.tickers.append(board.tick)
+    return board
 
 
 #: Cyclic-GC thresholds for the agent process. The agent keeps one large, long-lived
@@ -159,16 +197,25 @@ def configure_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def prepare_run_dir(path: Path) -> None:
+    """Create the scratch directory (0700) if the pod's emptyDir or the host lacks it."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            [Issue(agentconfig.KIND, str(path), "runDir", str(path), f"cannot be created ({exc.strerror})")]
+        ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     configure_gc()
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = settings_from_args(args)
+        from agent.observability import setup_logging
+
+        setup_logging(settings.config.log_level, settings.config.log_format)
+        prepare_run_dir(settings.config.run_dir)
         asyncio.run(run(settings))
     except ConfigError as exc:
         print(f"ironlb-agent: invalid configuration:\n{exc}", file=sys.stderr)
@@ -180,6 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except endpoints.EndpointError as exc:  # a port in use, an address not on this host
+        print(f"ironlb-agent: {exc}", file=sys.stderr)
+        return 2
+    except IronLBError as exc:  # e.g. no usable Kubernetes credentials
+        print(f"ironlb-agent: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0

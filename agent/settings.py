@@ -1,127 +1,111 @@
-"""Agent settings: frozen dataclasses grouped by concern, one docstring per field.
+"""The speaker's settings: the checked settings file plus what only this process knows.
 
-``agent.main`` builds :class:`Settings` from command-line flags; everything else receives
-it (or its part) and never reads flags or the environment itself.  Defaults are pinned by
-a test (tests/test_daemon.py), so changing one is a visible decision.
-Membership timing lives with membership (``agent.membership.settings``).
+Everything configurable lives in one model, :class:`ironlb.agentconfig.AgentConfig` (the
+file the NodeAgent component writes; defaults defined there, pinned by
+tests/test_agentconfig.py).  :class:`Settings` adds the node's name (``$NODE_NAME``, from
+the downward API) and the rules that hold only for the speaker (a manifest directory for
+``source.kind: files``, a key file for gossip membership), and hands each shell its part:
+``settings.l2`` to the layer-2 shell, ``settings.bgp`` to the BGP shell (whose
+:class:`~agent.bgp.settings.BGPSettings` is built here from ``bgp``, ``runDir`` and
+``secretsDir``), ``settings.membership`` to membership.  Nothing below ``agent.main``
+reads flags or the environment.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
+from ironlb.agentconfig import (
+    KIND,
+    AgentConfig,
+    DaemonOptions,
+    KubernetesOptions,
+    L2Options,
+    MembershipOptions,
+    SourceOptions,
+)
 from ironlb.errors import ConfigError, Issue
 
+if TYPE_CHECKING:
+    from agent.bgp.settings import BGPSettings
 
-@dataclass(frozen=True)
-class SourceSettings:
-    """Where the cluster view comes from."""
-
-    kind: Literal["files", "kube"] = "files"
-    """``files``: a directory of manifests (standalone); ``kube``: the Kubernetes API."""
-
-    directory: Path | None = None
-    """Manifest directory for ``kind="files"`` (``*.yaml``, ``*.yml``, ``*.json``, recursively)."""
-
-    poll_interval: float = 0.2
-    """Seconds between checks of the directory's file names, sizes and mtimes."""
-
-
-@dataclass(frozen=True)
-class L2Settings:
-    """ARP/NDP responder behaviour."""
-
-    interfaces: tuple[str, ...] = ()
-    """Interfaces to answer on when an L2Advertisement names none; empty: by route lookup."""
-
-    garp_schedule: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-    """Seconds after a takeover at which gratuitous ARP / unsolicited NA are sent."""
-
-    probe: bool = True
-    """Probe for a conflicting host (RFC 5227 ARP probe / DAD-style NS) before first announcing."""
-
-    probe_count: int = 2
-    """Probes sent per address before it is first announced."""
-
-    probe_interval: float = 0.05
-    """Seconds between probes."""
-
-    probe_wait: float = 0.2
-    """Seconds to listen for an answer after the last probe."""
-
-    conflict_retry: float = 30.0
-    """Seconds before an address that met a conflict is probed again."""
-
-
-@dataclass(frozen=True)
-class DaemonSettings:
-    """Replanning and shutdown."""
-
-    settle: float = 0.0
-    """Seconds to wait after a change before replanning (coalesces bursts); 0: at once."""
-
-    close_timeout: float = 5.0
-    """Seconds each shell's ``close()`` may take on shutdown."""
-
-    status_file: Path | None = None
-    """When set, the agent writes its status (plan, shells) here as JSON after every apply."""
-
-
-@dataclass(frozen=True)
-class MembershipOptions:
-    """How this agent finds its peers (timing lives in agent.membership.settings)."""
-
-    mode: Literal["static", "gossip"] = "gossip"
-    """``gossip``: authenticated UDP heartbeats; ``static``: assume every node's agent is alive."""
-
-    key_file: Path | None = None
-    """File holding the shared HMAC key (at least 32 bytes); required for ``gossip``."""
-
-    port: int = 7947
-    """UDP port of the membership protocol on every node."""
-
-    interval: float = 0.1
-    """Heartbeat period (seconds) for small clusters."""
-
-    dead_after: int = 4
-    """Silent periods before a peer is declared dead."""
+#: Section types under the names the shells import.
+L2Settings = L2Options
+SourceSettings = SourceOptions
+DaemonSettings = DaemonOptions
+__all__ = [
+    "AgentConfig",
+    "DaemonSettings",
+    "KubernetesOptions",
+    "L2Settings",
+    "MembershipOptions",
+    "Settings",
+    "SourceSettings",
+]
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything one agent process needs to know."""
+    """Everything one speaker process needs to know."""
 
     node: str
-    """This node's name (as in v1 Node manifests / Kubernetes)."""
+    """This node's name (as in v1 Node objects; ``$NODE_NAME`` in a pod)."""
 
-    source: SourceSettings = field(default_factory=SourceSettings)
-    l2: L2Settings = field(default_factory=L2Settings)
-    daemon: DaemonSettings = field(default_factory=DaemonSettings)
-    membership: MembershipOptions = field(default_factory=MembershipOptions)
+    config: AgentConfig = field(default_factory=AgentConfig)
+    """The checked settings file (with any command-line overrides applied)."""
+
+    origin: str = "agent settings"
+    """Where the settings came from (a file path, or "flags"), for error messages."""
 
     def __post_init__(self) -> None:
         issues: list[Issue] = []
 
-        def bad(name: str, value: object, allowed: str) -> None:
-            issues.append(Issue("Settings", self.node or "agent", name, value, allowed))
+        def bad(key: str, value: object, allowed: str) -> None:
+            issues.append(Issue(KIND, self.origin, key, value, allowed))
 
         if not self.node:
-            bad("node", self.node, "is required (--node NAME)")
+            bad("node", None, "is required (--node NAME, or $NODE_NAME from the downward API)")
         if self.source.kind == "files" and self.source.directory is None:
-            bad("source.directory", None, "is required with --source files (--dir DIR)")
-        if not 0.01 <= self.source.poll_interval <= 60:
-            bad("source.poll_interval", self.source.poll_interval, "must be 0.01-60 seconds")
-        if any(t < 0 for t in self.l2.garp_schedule) or list(self.l2.garp_schedule) != sorted(
-            self.l2.garp_schedule
-        ):
-            bad("l2.garp_schedule", self.l2.garp_schedule, "must be non-negative seconds in rising order")
-        if not 0 <= self.l2.probe_count <= 10:
-            bad("l2.probe_count", self.l2.probe_count, "must be 0-10")
-        if not 0 < self.l2.conflict_retry <= 3600:
-            bad("l2.conflict_retry", self.l2.conflict_retry, "must be 0-3600 seconds")
+            bad("source.directory", None, "is required with source.kind 'files' (--dir DIR)")
         if self.membership.mode == "gossip" and self.membership.key_file is None:
-            bad("membership.key_file", None, "is required with --membership gossip (--membership-key FILE)")
+            bad(
+                "membership.keyFile",
+                None,
+                "is required with membership.mode 'gossip' (--membership-key FILE)",
+            )
         if issues:
             raise ConfigError(issues)
+
+    @property
+    def source(self) -> SourceOptions:
+        return self.config.source
+
+    @property
+    def l2(self) -> L2Options:
+        return self.config.l2
+
+    @property
+    def daemon(self) -> DaemonOptions:
+        return self.config.daemon
+
+    @property
+    def membership(self) -> MembershipOptions:
+        return self.config.membership
+
+    @property
+    def kubernetes(self) -> KubernetesOptions:
+        return self.config.kubernetes
+
+    @property
+    def bgp(self) -> BGPSettings:
+        """The BGP shell's settings: its files under ``runDir``, passwords from ``secretsDir``."""
+        from agent.bgp.settings import BGPSettings
+
+        return BGPSettings(
+            run_dir=self.config.run_dir,
+            secrets_dir=self.config.secrets_dir,
+            start_timeout=self.config.bgp.start_timeout,
+            stop_timeout=self.config.bgp.stop_timeout,
+            listen_port=self.config.bgp.listen_port,
+        )

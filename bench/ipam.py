@@ -33,20 +33,26 @@ def build_config() -> Config:
             "apiVersion": "ironlb.io/v1alpha1",
             "kind": "IPPool",
             "metadata": {"name": "big"},
-            "spec": {"addresses": ["10.100.0.0/16"], "serviceAllocation": {"priority": 10}},
+            "spec": {
+                "addresses": ["10.100.0.0/16"],
+                "serviceAllocation": {"priority": 10},
+                "allowUntenanted": True,
+            },
         },
         {
             "apiVersion": "ironlb.io/v1alpha1",
             "kind": "IPPool",
             "metadata": {"name": "v6"},
-            "spec": {"addresses": ["fd00:100::/112"]},
+            "spec": {"addresses": ["fd00:100::/112"], "allowUntenanted": True},
         },
     ]
     for i in range(48):
         spec: dict[str, Any] = {"addresses": [f"10.{i // 200}.{i % 200}.0/24"], "avoidBuggyIPs": i % 3 == 0}
         if i < len(TENANTS):
             spec["tenant"] = TENANTS[i]
-        elif i % 7 == 0:
+        else:
+            spec["allowUntenanted"] = True  # platform pools serve the namespaces no Tenant lists
+        if i >= len(TENANTS) and i % 7 == 0:
             spec["serviceAllocation"] = {"priority": i, "serviceSelector": {"matchLabels": {"tier": "edge"}}}
         docs.append(
             {

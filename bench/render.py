@@ -2,7 +2,11 @@
 
 Measures the whole offline render path -- stack structure check, schema parse, the Pulumi
 program under the mock runtime, manifests and YAML -- and, separately, the schema check of
-every manifest (kubernetes-validate + CRD schema) and the allocator plan.
+every manifest (kubernetes-validate + CRD schema), the allocator plan, and ``ironlb plan
+--diff`` between two 1,000-service stacks (the base plan, the head plan holding the base's
+addresses, and the diff; floor <= 5 s), and ``ironlb bundle`` of the same stack kept as
+Pulumi keeps it (passphrase-provider secrets: the membership key and a BGP password), from
+reading the stack file to the 0600 file on disk, schema check included (floor <= 20 s).
 
 Run: ``python bench/render.py [--runs 3]``.  Prints figures, then one JSON line.
 """
@@ -20,8 +24,12 @@ from typing import Any
 from components.manifest_check import check_all
 from components.offline import evaluate, file_name, manifests
 from components.stackconfig import documents, spec_from_values
+from components.stacksecrets import StackSecrets
 from ironlb.config import parse
 from ironlb.ipam import allocate_all
+from ironlb_cli.bundle import Bundle, build, write_private
+from ironlb_cli.plan import build_plan
+from ironlb_cli.plandiff import diff
 from ironlb_cli.render import dump, write
 
 TENANTS, POOLS, SERVICES = 10, 50, 1000
@@ -72,6 +80,38 @@ def generated_stack() -> dict[str, Any]:
     }
 
 
+def changed_stack(values: dict[str, Any]) -> dict[str, Any]:
+    """The head of a change: 20 services added, 10 removed, one shared pool grown, a quota raised."""
+    head: dict[str, Any] = json.loads(json.dumps(values))
+    head["services"] = head["services"][10:] + [
+        {"name": f"new-{i}", "namespace": "default", "ports": [{"port": 80}]} for i in range(20)
+    ]
+    head["pools"][-1]["addresses"] = ["10.200.199.0/24", "10.201.0.0/24"]
+    head["tenants"][0]["maxAddresses"] = 300
+    return head
+
+
+def plan_diff(values: dict[str, Any], head: dict[str, Any], stacks: Path) -> dict[str, Any]:
+    """``ironlb plan --diff``'s work: base plan, head plan holding the base's addresses, diff."""
+    for name, stack in (("base", values), ("head", head)):
+        doc = {"config": {f"ironlb:{k}": v for k, v in stack.items()}}
+        (stacks / f"Pulumi.{name}.yaml").write_text(json.dumps(doc))
+    base = build_plan("base", stacks)
+    held = {s["service"]: tuple(s["addresses"]) for s in base["services"] if s["addresses"]}
+    return diff(base, build_plan("head", stacks, base=held))
+
+
+def bundle_stack(values: dict[str, Any], stacks: Path, passphrase: str) -> None:
+    """The generated stack as a stack file with real secrets, as ``pulumi config set --secret`` writes it."""
+    sealer, salt = StackSecrets.create("bundle", passphrase)
+    config: dict[str, Any] = {f"ironlb:{k}": v for k, v in values.items() if k != "membershipKey"}
+    config["ironlb:peers"] = [{**p, "passwordConfig": "torAPassword"} for p in values["peers"]]
+    config["ironlb:membershipKey"] = {"secure": sealer.encrypt("m" * 48)}
+    config["ironlb:torAPassword"] = {"secure": sealer.encrypt("bench-md5-password")}
+    doc = {"encryptionsalt": salt, "config": config}
+    (stacks / "Pulumi.bundle.yaml").write_text(json.dumps(doc))
+
+
 def timed(fn: Any) -> tuple[float, Any]:
     start = time.perf_counter()
     result = fn()
@@ -109,6 +149,27 @@ def main() -> None:
     validate_s, bad = timed(lambda: check_all(found))
     config = parse(documents(spec_from_values(values)))
     plan_s, (assigned, failed) = timed(lambda: allocate_all(config))
+    head = changed_stack(values)
+    diff_s: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.runs):
+            seconds, changes = timed(lambda: plan_diff(values, head, Path(tmp)))
+            diff_s.append(seconds)
+    moved = [r for r in changes["sections"]["Services"] if r["change"] == "changed"]
+    bundle_s: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_stack(values, Path(tmp), "bench-passphrase")
+        env = {"PULUMI_CONFIG_PASSPHRASE": "bench-passphrase"}
+
+        def bundle_to_file() -> Bundle:
+            built = build("bundle", Path(tmp), env=env)
+            write_private(Path(tmp) / "bundle.yaml", built.text)
+            return built
+
+        for _ in range(args.runs):
+            seconds, bundle = timed(bundle_to_file)
+            bundle_s.append(seconds)
+        bundle_bytes = (Path(tmp) / "bundle.yaml").stat().st_size
     print(
         f"stack: {SERVICES} services, {POOLS} pools, {TENANTS} tenants -> {count} manifests ({on_disk} files)"
     )
@@ -121,6 +182,16 @@ def main() -> None:
     print(f"schema check of every manifest: {validate_s:.2f} s ({len(bad)} problems)")
     print(f"plan (allocate_all): {plan_s:.3f} s ({len(assigned)} assigned, {len(failed)} without an address)")
     print(
+        f"plan --diff of two {SERVICES}-service stacks, {args.runs} runs: median "
+        f"{statistics.median(diff_s):.2f} s, p95 {p95(diff_s):.2f} s (floor 5 s); "
+        f"{len(moved)} services moved by the change (must be 0)"
+    )
+    print(
+        f"bundle (decrypt + program + checks + 0600 file) of the same stack, {args.runs} runs: median "
+        f"{statistics.median(bundle_s):.2f} s, p95 {p95(bundle_s):.2f} s (floor 20 s); "
+        f"{bundle.objects} objects, {len(bundle.secrets)} Secrets with values, {bundle_bytes / 1e6:.1f} MB"
+    )
+    print(
         json.dumps(
             {
                 "render_1000_s": round(statistics.median(render_s), 3),
@@ -128,6 +199,12 @@ def main() -> None:
                 "render_1000_cpu_s": round(statistics.median(cpu_s), 3),
                 "validate_1000_s": round(validate_s, 3),
                 "plan_1000_s": round(plan_s, 4),
+                "plan_diff_1000_s": round(statistics.median(diff_s), 3),
+                "plan_diff_1000_p95_s": round(p95(diff_s), 3),
+                "plan_diff_moved": len(moved),
+                "bundle_1000_s": round(statistics.median(bundle_s), 3),
+                "bundle_1000_p95_s": round(p95(bundle_s), 3),
+                "bundle_objects": bundle.objects,
                 "manifests": count,
                 "schema_problems": len(bad),
                 "unallocated": len(failed),

@@ -5,7 +5,8 @@ One ComponentResource per concept, each with type token ``ironlb:index:<ClassNam
 
 - :class:`NodeAgent` -- namespace, CRDs, RBAC, config, membership key, DaemonSet;
 - :class:`IpPool`, :class:`BgpPeer`, :class:`L2Advertisement`, :class:`BgpAdvertisement`,
-  :class:`Community` -- one ``ironlb.io`` custom resource each, validated by the schema;
+  :class:`Community`, :class:`BfdProfile` -- one ``ironlb.io`` custom resource each,
+  validated by the schema;
 - :class:`Tenant` -- a team's namespaces, pools and quotas;
 - :class:`LoadBalancerService` -- a Service of type LoadBalancer served by IronLB.
 
@@ -15,6 +16,7 @@ imports the agent (import-linter enforces it).
 """
 
 from components.base import InvalidConfigError
+from components.bfd import BfdProfile
 from components.node_agent import NodeAgent
 from components.resources import BgpAdvertisement, BgpPeer, Community, IpPool, L2Advertisement
 from components.service import LoadBalancerService
@@ -28,12 +30,14 @@ COMPONENTS = (
     L2Advertisement,
     BgpAdvertisement,
     Community,
+    BfdProfile,
     Tenant,
     LoadBalancerService,
 )
 
 __all__ = [
     "COMPONENTS",
+    "BfdProfile",
     "BgpAdvertisement",
     "BgpPeer",
     "Community",

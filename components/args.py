@@ -7,6 +7,14 @@ field added to the schema needs no edit here other than its documentation line. 
 inside free-form maps (label selectors, community aliases) are user data and are never
 renamed.
 
+Every field of the object components is a ``pulumi.Input`` (a plain value or an Output;
+the component validates Outputs when they resolve), except the few that decide which
+child resources exist and their names (a Tenant's ``namespaces``, ``adopt_namespaces``
+and the keys of ``pools``): those are plain, and the package schema marks them ``plain``
+so every generated SDK asks for a known value.  No field is an enum or a union (component
+providers support neither): closed sets such as a port's protocol are strings that the
+schema checks, naming what is allowed (decision 0070).
+
 This module must not use ``from __future__ import annotations``: the component
 provider Analyzer reads these annotations at run time to build the package schema.
 """
@@ -93,33 +101,33 @@ def to_args(spec: BaseModel) -> dict[str, Any]:
 class LabelSelectorRequirementArgs(TypedDict, total=False):
     """One matchExpressions entry of a Kubernetes label selector."""
 
-    key: str
+    key: pulumi.Input[str]
     """Label key."""
-    operator: str
+    operator: pulumi.Input[str]
     """In, NotIn, Exists or DoesNotExist."""
-    values: list[str]
+    values: pulumi.Input[list[pulumi.Input[str]]]
     """Values for In / NotIn."""
 
 
 class LabelSelectorArgs(TypedDict, total=False):
     """A Kubernetes label selector; empty matches everything."""
 
-    match_labels: dict[str, str]
+    match_labels: pulumi.Input[dict[str, pulumi.Input[str]]]
     """Labels that must all be present with these values."""
-    match_expressions: list[LabelSelectorRequirementArgs]
+    match_expressions: pulumi.Input[list[pulumi.Input[LabelSelectorRequirementArgs]]]
     """Set-based requirements."""
 
 
 class ServiceAllocationArgs(TypedDict, total=False):
     """Which services a pool serves, and in what order pools are tried."""
 
-    priority: int
+    priority: pulumi.Input[int]
     """Lower numbers are tried first (0-1000000)."""
-    namespaces: list[str]
+    namespaces: pulumi.Input[list[pulumi.Input[str]]]
     """Namespaces that may use this pool."""
-    namespace_selector: LabelSelectorArgs
+    namespace_selector: pulumi.Input[LabelSelectorArgs]
     """Namespaces, by label, that may use this pool."""
-    service_selector: LabelSelectorArgs
+    service_selector: pulumi.Input[LabelSelectorArgs]
     """Services, by label, that may use this pool."""
 
 
@@ -129,96 +137,102 @@ class ServiceAllocationArgs(TypedDict, total=False):
 class IpPoolArgs(TypedDict, total=False):
     """An IPPool: addresses IronLB may hand to LoadBalancer Services."""
 
-    addresses: list[str]
+    addresses: pulumi.Input[list[pulumi.Input[str]]]
     """CIDRs (10.0.0.0/24), ranges (10.0.0.10-10.0.0.20) or single addresses; IPv4 and IPv6."""
-    auto_assign: bool
+    auto_assign: pulumi.Input[bool]
     """Hand out addresses to services that name no pool (default true)."""
-    avoid_buggy_ips: bool
+    avoid_buggy_ips: pulumi.Input[bool]
     """Skip IPv4 addresses ending in .0 and .255."""
-    service_allocation: ServiceAllocationArgs
+    service_allocation: pulumi.Input[ServiceAllocationArgs]
     """Priority and the namespaces/services this pool serves."""
-    tenant: str
+    tenant: pulumi.Input[str]
     """Tenant that owns this pool; only its services may use it."""
-    disabled: bool
+    disabled: pulumi.Input[bool]
     """Keep existing allocations but make no new ones."""
-    namespace: str
+    allow_untenanted: pulumi.Input[bool]
+    """Let Services in namespaces no Tenant lists use this pool (default false); untenanted pools only."""
+    namespace: pulumi.Input[str]
     """Namespace of the IronLB installation (where namespaced custom resources go)."""
-    labels: dict[str, str]
+    labels: pulumi.Input[dict[str, pulumi.Input[str]]]
     """Labels on the custom resource (for ipPoolSelector)."""
 
 
 class BgpPeerArgs(TypedDict, total=False):
     """A BGPPeer: a BGP session from matching nodes to a router."""
 
-    my_asn: int
+    my_asn: pulumi.Input[int]
     """The nodes' ASN (1-4294967295)."""
-    peer_asn: int
+    peer_asn: pulumi.Input[int]
     """The router's ASN (1-4294967295)."""
-    peer_address: str
+    peer_address: pulumi.Input[str]
     """The router's address."""
-    peer_port: int
+    peer_port: pulumi.Input[int]
     """TCP port (default 179)."""
-    source_address: str
+    source_address: pulumi.Input[str]
     """Local address to connect from."""
-    router_id: str
+    router_id: pulumi.Input[str]
     """IPv4 router ID; defaults to the node's address."""
-    hold_time: int
+    hold_time: pulumi.Input[int]
     """Seconds: 0 (no keepalives) or 3-65535."""
-    keepalive_time: int
+    keepalive_time: pulumi.Input[int]
     """Seconds, less than hold_time."""
-    connect_time: int
+    connect_time: pulumi.Input[int]
     """Connect retry, seconds."""
-    ebgp_multi_hop: bool
+    ebgp_multi_hop: pulumi.Input[bool]
     """Allow the router to be more than one hop away."""
-    enable_graceful_restart: bool
+    enable_graceful_restart: pulumi.Input[bool]
     """Advertise graceful restart."""
+    graceful_restart_time: pulumi.Input[int]
+    """With graceful restart: seconds the router keeps a node's routes after its speaker vanished."""
+    bfd_profile: pulumi.Input[str]
+    """Name of a BfdProfile: run BFD on this session (fast failure detection)."""
     password: pulumi.Input[str]
     """TCP-MD5 password. Pass a Pulumi secret; it is stored only in a Kubernetes Secret."""
-    password_secret_name: str
+    password_secret_name: pulumi.Input[str]
     """Name of the Kubernetes Secret holding the password (default ironlb-bgp-<peer>)."""
-    node_selector: LabelSelectorArgs
+    node_selector: pulumi.Input[LabelSelectorArgs]
     """Nodes that open this session; all when unset."""
-    namespace: str
+    namespace: pulumi.Input[str]
     """Namespace of the IronLB installation (the Secret and namespaced resources go there)."""
 
 
 class L2AdvertisementArgs(TypedDict, total=False):
     """Announce addresses from the selected pools by answering ARP / NDP on the LAN."""
 
-    ip_pools: list[str]
+    ip_pools: pulumi.Input[list[pulumi.Input[str]]]
     """Pool names; empty with no selector means all pools."""
-    ip_pool_selector: LabelSelectorArgs
+    ip_pool_selector: pulumi.Input[LabelSelectorArgs]
     """Pools, by label."""
-    node_selector: LabelSelectorArgs
+    node_selector: pulumi.Input[LabelSelectorArgs]
     """Nodes that may announce."""
-    interfaces: list[str]
+    interfaces: pulumi.Input[list[pulumi.Input[str]]]
     """Interfaces to answer on; empty means the one whose subnet holds the address."""
-    garp_interval: float
+    garp_interval: pulumi.Input[float]
     """Seconds between periodic gratuitous ARP / unsolicited NA refreshes (1-3600)."""
-    namespace: str
+    namespace: pulumi.Input[str]
     """Namespace of the IronLB installation."""
 
 
 class BgpAdvertisementArgs(TypedDict, total=False):
     """Announce addresses from the selected pools to BGP peers."""
 
-    ip_pools: list[str]
+    ip_pools: pulumi.Input[list[pulumi.Input[str]]]
     """Pool names; empty with no selector means all pools."""
-    ip_pool_selector: LabelSelectorArgs
+    ip_pool_selector: pulumi.Input[LabelSelectorArgs]
     """Pools, by label."""
-    aggregation_length: int
+    aggregation_length: pulumi.Input[int]
     """IPv4 prefix length announced (default 32)."""
-    aggregation_length_v6: int
+    aggregation_length_v6: pulumi.Input[int]
     """IPv6 prefix length announced (default 128)."""
-    local_pref: int
+    local_pref: pulumi.Input[int]
     """iBGP local preference."""
-    communities: list[str]
+    communities: pulumi.Input[list[pulumi.Input[str]]]
     """'a:b', 'large:a:b:c' or names of Community aliases."""
-    peers: list[str]
+    peers: pulumi.Input[list[pulumi.Input[str]]]
     """BGPPeer names; empty means every peer."""
-    node_selector: LabelSelectorArgs
+    node_selector: pulumi.Input[LabelSelectorArgs]
     """Nodes that may announce."""
-    namespace: str
+    namespace: pulumi.Input[str]
     """Namespace of the IronLB installation."""
 
 
@@ -231,55 +245,55 @@ class TenantArgs(TypedDict, total=False):
     """Of those, namespaces that already exist: labelled, never created or deleted."""
     pools: dict[str, IpPoolArgs]
     """Pools this tenant owns, by pool name (their tenant field is set for you)."""
-    granted_pools: list[str]
+    granted_pools: pulumi.Input[list[pulumi.Input[str]]]
     """Further pools, defined elsewhere, that this tenant owns."""
-    max_addresses: int
+    max_addresses: pulumi.Input[int]
     """IronLB quota: most addresses the tenant's services may hold at once."""
-    max_load_balancer_services: int
+    max_load_balancer_services: pulumi.Input[int]
     """Kubernetes ResourceQuota services.loadbalancers per namespace."""
-    namespace: str
+    namespace: pulumi.Input[str]
     """Namespace of the IronLB installation."""
 
 
 class ServicePortArgs(TypedDict, total=False):
     """One port of a LoadBalancer Service."""
 
-    port: int
+    port: pulumi.Input[int]
     """Port number (1-65535)."""
-    protocol: str
+    protocol: pulumi.Input[str]
     """TCP, UDP or SCTP (default TCP)."""
-    name: str
+    name: pulumi.Input[str]
     """Port name (required by Kubernetes when there is more than one port)."""
-    target_port: int
+    target_port: pulumi.Input[int]
     """Container port (default: port)."""
 
 
 class LoadBalancerServiceArgs(TypedDict, total=False):
     """A Service of type LoadBalancer served by IronLB."""
 
-    namespace: str
+    namespace: pulumi.Input[str]
     """Namespace of the Service."""
-    service_name: str
+    service_name: pulumi.Input[str]
     """metadata.name (default: the component name)."""
-    ports: list[ServicePortArgs]
+    ports: pulumi.Input[list[pulumi.Input[ServicePortArgs]]]
     """Ports to expose."""
-    selector: dict[str, str]
+    selector: pulumi.Input[dict[str, pulumi.Input[str]]]
     """Pods behind the Service."""
-    pool: str
+    pool: pulumi.Input[str]
     """Pool to allocate from."""
-    ips: list[str]
+    ips: pulumi.Input[list[pulumi.Input[str]]]
     """Addresses to pin."""
-    sharing_key: str
+    sharing_key: pulumi.Input[str]
     """Services with the same key may share an address when their ports differ."""
-    external_traffic_policy: str
+    external_traffic_policy: pulumi.Input[str]
     """Cluster or Local."""
-    ip_family_policy: str
+    ip_family_policy: pulumi.Input[str]
     """SingleStack, PreferDualStack or RequireDualStack."""
-    ip_families: list[str]
+    ip_families: pulumi.Input[list[pulumi.Input[str]]]
     """IPv4 and/or IPv6, in preference order."""
-    labels: dict[str, str]
+    labels: pulumi.Input[dict[str, pulumi.Input[str]]]
     """Labels on the Service."""
-    annotations: dict[str, str]
+    annotations: pulumi.Input[dict[str, pulumi.Input[str]]]
     """Further annotations on the Service."""
 
 
@@ -297,7 +311,7 @@ class TolerationArgs(TypedDict, total=False):
 
 
 class NodeAgentArgs(TypedDict, total=False):
-    """The IronLB node agent: namespace, CRDs, RBAC, config and the DaemonSet."""
+    """IronLB on a cluster: namespace, CRDs, RBAC, settings, the speaker DaemonSet and the controller."""
 
     namespace: str
     """Namespace to install into (default ironlb-system)."""
@@ -306,38 +320,52 @@ class NodeAgentArgs(TypedDict, total=False):
     install_crds: bool
     """Install the ironlb.io CRDs (default true)."""
     image: str
-    """Agent image (default ghcr.io/ironlb/agent:<version>)."""
+    """Image of both roles (default ghcr.io/ironlb/agent:<version>)."""
     version: str
-    """Agent version tag, used when image is unset (default 0.1.0)."""
+    """Image tag, used when image is unset (default 0.1.0)."""
     node_selector: dict[str, str]
-    """Nodes that run the agent."""
+    """Nodes that run the speaker."""
     tolerations: list[TolerationArgs]
-    """Tolerations (default: control-plane NoSchedule)."""
+    """Tolerations of both roles (default: control-plane NoSchedule)."""
     cpu_request: str
-    """CPU request (default 50m)."""
+    """Speaker CPU request (default 50m)."""
     memory_request: str
-    """Memory request (default 64Mi)."""
+    """Speaker memory request (default 64Mi)."""
     cpu_limit: str
-    """CPU limit (default 500m)."""
+    """Speaker CPU limit (default 500m)."""
     memory_limit: str
-    """Memory limit (default 256Mi)."""
+    """Speaker memory limit (default 256Mi)."""
+    controller_replicas: int
+    """Controller replicas; one leads through a Lease, the others stand by warm (default 2)."""
     metrics_port: int
-    """Prometheus metrics port on the host (default 7472)."""
+    """Prometheus /metrics port of both roles; 0 turns it off (default 7948; MetalLB uses 7472)."""
+    metrics_address: str
+    """Where /metrics listens: 'podIP' (the node's address for the speaker) or an IP (default podIP)."""
     health_port: int
-    """/healthz and /readyz port on the host (default 7473)."""
+    """/healthz and /readyz port the kubelet probes (default 7949)."""
+    status_endpoint: bool
+    """Serve the /status table on 127.0.0.1:7950 in each pod (default false: it lists every tenant)."""
     membership_port: int
-    """Agent-to-agent membership heartbeat port, UDP (default 7946)."""
+    """Speaker-to-speaker membership port, UDP (default 7947; MetalLB's memberlist uses 7946)."""
     log_level: str
     """debug, info, warning or error (default info)."""
+    log_format: str
+    """json (default) or text."""
+    claim_classless: bool
+    """Also serve LoadBalancer Services that set no loadBalancerClass (default false)."""
     membership_key: pulumi.Input[str]
-    """Shared key that authenticates membership messages. Pass a Pulumi secret."""
+    """Shared key (at least 32 bytes) that authenticates membership messages. Pass a Pulumi secret."""
+    membership_next_key: pulumi.Input[str]
+    """During a key rotation: the next key, accepted alongside the current one. Pass a Pulumi secret."""
+    membership_key_version: str
+    """Bump on every key change (rotation step): it enters the speaker's rollout hash (default "1")."""
     bgp_password_secrets: list[str]
     """BGP password Secrets in the namespace, as "name/key" ("name" means key password); each is
     mounted at /etc/ironlb/secrets/<name>/<key>."""
 
 
-def label_selector(args: LabelSelectorArgs | None) -> dict[str, Any] | None:
-    """Selector args -> Kubernetes selector body (camelCase)."""
+def label_selector(args: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Selector args (resolved, plain) -> Kubernetes selector body (camelCase)."""
     if not args:
         return None
     body: dict[str, Any] = {}

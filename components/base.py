@@ -5,18 +5,27 @@
 - :func:`validate` runs one object through the shared schema (``ironlb.config.load_objects``,
   the same path ``ironlb validate`` and the agent use) *before* the component registers
   anything, and returns the frozen model.
+- :func:`when_known` is how every component accepts Pulumi Outputs (a StackReference
+  output, an IPAM provider's result) anywhere in its args: plain values are validated at
+  once, before anything registers (decision 0010); args holding Outputs are validated
+  when they resolve, with the same function and so the same messages.  An unknown value
+  at preview is not an error.  The validated value feeds the custom resource's spec, so
+  an invalid resolved value fails that registration, and with it the update: it is never
+  just logged (decision 0071).
 - :func:`custom_resource` emits one ``ironlb.io/v1alpha1`` object as a
   ``kubernetes.apiextensions.CustomResource`` whose spec is exactly the model's manifest.
 
 Only modules in ``components/`` import Pulumi; they never import the agent.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
+from inspect import isawaitable
 from typing import Any, TypeVar
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi.output import Unknown
 
 from ironlb.config import load_objects
 from ironlb.errors import ConfigError, Issue
@@ -27,6 +36,8 @@ DEFAULT_NAMESPACE = "ironlb-system"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "ironlb-pulumi", "app.kubernetes.io/part-of": "ironlb"}
 
 R = TypeVar("R", bound=Resource)
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 class InvalidConfigError(pulumi.RunError):
@@ -89,17 +100,66 @@ def metadata(res: Resource, namespace: str) -> dict[str, Any]:
     return meta
 
 
+def has_outputs(value: Any) -> bool:
+    """Whether ``value`` holds, at any depth, something not yet plain: an Output, an awaitable,
+    or an unknown (what a component provider receives at preview)."""
+    if isinstance(value, (pulumi.Output, Unknown)) or isawaitable(value):
+        return True
+    if isinstance(value, Mapping):
+        return any(has_outputs(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_outputs(v) for v in value)
+    return False
+
+
+def when_known(value: Any, check: Callable[[Any], T]) -> T | pulumi.Output[T]:
+    """``check(value)`` now when ``value`` is plain (so an error stops the program before anything
+    registers), else an Output of ``check`` applied to the deeply resolved value.
+
+    The Output stays unknown while any part is unknown (preview): ``check`` never sees an
+    unknown.  Secretness and dependencies of the inputs carry over to the result.
+    """
+    if not has_outputs(value):
+        return check(value)
+    return pulumi.Output.from_input(value).apply(check)
+
+
+def lift(value: T | pulumi.Output[T], read: Callable[[T], U]) -> pulumi.Output[U]:
+    """``read`` applied to a checked value, as an Output (for component outputs)."""
+    if isinstance(value, pulumi.Output):
+        return value.apply(read)
+    return pulumi.Output.from_input(read(value))
+
+
 def custom_resource(
-    resource_name: str, res: Resource, namespace: str, opts: pulumi.ResourceOptions
+    resource_name: str,
+    res: Resource | pulumi.Output[Any],
+    namespace: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+    kind: str | None = None,
 ) -> k8s.apiextensions.CustomResource:
-    """Emit ``res`` (already validated) as a CustomResource."""
-    manifest = res.to_manifest()
+    """Emit ``res`` (already validated, or an Output of the validated model) as a CustomResource.
+
+    ``kind`` is needed when ``res`` is an Output (the kind must be known to register)."""
+    if not isinstance(res, pulumi.Output) and not isinstance(namespace, pulumi.Output):
+        manifest = res.to_manifest()
+        return k8s.apiextensions.CustomResource(
+            resource_name,
+            api_version=GROUP_VERSION,
+            kind=res.kind,
+            metadata=metadata(res, str(namespace)),
+            spec=manifest["spec"],
+            opts=opts,
+        )
+    if kind is None:
+        raise TypeError("custom_resource: kind is required when the resource is an Output")
+    both = pulumi.Output.all(res, namespace)
     return k8s.apiextensions.CustomResource(
         resource_name,
         api_version=GROUP_VERSION,
-        kind=res.kind,
-        metadata=metadata(res, namespace),
-        spec=manifest["spec"],
+        kind=kind,
+        metadata=both.apply(lambda pair: metadata(pair[0], str(pair[1]))),
+        spec=both.apply(lambda pair: pair[0].to_manifest()["spec"]),
         opts=opts,
     )
 

@@ -44,6 +44,8 @@ from components.stackconfig import (
 from ironlb.config import Config, parse
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker for a secret value on the wire
+#: The organization offline runs are in (Pulumi's own default for backends without one).
+ORGANIZATION = "organization"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Recorded:
     parent: str = ""  # parent URN ("" for the stack's direct children)
     secret_outputs: tuple[str, ...] = ()  # additional_secret_outputs
     dependencies: tuple[str, ...] = ()  # URNs from depends_on
+    retain_on_delete: bool = False  # left in the cluster when deleted from the stack
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,31 @@ def stack_path(stacks_dir: Path, stack: str) -> Path:
     return stacks_dir / f"Pulumi.{stack}.yaml"
 
 
-def load_stack(stack: str, stacks_dir: Path) -> LoadedStack:
-    """Read and check ``stacks/Pulumi.<stack>.yaml`` (raises ConfigError / FileNotFoundError)."""
+def load_stack(
+    stack: str,
+    stacks_dir: Path,
+    *,
+    passphrase: str | None = None,
+    reveal: Callable[[str, str], str] | None = None,
+) -> LoadedStack:
+    """Read and check ``stacks/Pulumi.<stack>.yaml`` (raises ConfigError / FileNotFoundError).
+
+    Secret values stay redacted unless ``passphrase`` is given: then they are decrypted
+    (:mod:`components.stacksecrets`; a wrong passphrase is a ConfigError naming the stack).
+    ``reveal(ciphertext, key)``, when given, supplies them instead (``ironlb bundle``: from
+    files, the passphrase, or both).
+    """
     path = stack_path(stacks_dir, stack)
     if not path.is_file():
         known = sorted(
             p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob("Pulumi.*.yaml")
         )
         raise FileNotFoundError(f"no stack file {path}; stacks here: {', '.join(known) or 'none'}")
-    values, secrets = read_stack_file(path)
+    if reveal is None and passphrase is not None:
+        from components.stacksecrets import open_stack_file
+
+        reveal = open_stack_file(path, stack, passphrase).decrypt
+    values, secrets = read_stack_file(path, reveal)
     spec = spec_from_values(values)
     if spec.platform is None:
         return LoadedStack(stack, values, frozenset(secrets), spec, parse(documents(spec)))
@@ -100,9 +119,8 @@ def load_stack(stack: str, stacks_dir: Path) -> LoadedStack:
     platform = load_stack(platform_name, stacks_dir)
     grants = tenant_grants(platform.config)
     config = parse(tenant_documents(grants, spec.platform.tenant, spec))
-    return LoadedStack(
-        stack, values, frozenset(secrets), spec, config, {spec.platform.stack: {"tenantGrants": grants}}
-    )
+    reference = spec.platform.qualified(ORGANIZATION)
+    return LoadedStack(stack, values, frozenset(secrets), spec, config, {reference: {"tenantGrants": grants}})
 
 
 _request = threading.local()
@@ -146,6 +164,7 @@ class Recorder(pulumi.runtime.Mocks):
                 "parent": req.parent,
                 "secret_outputs": tuple(req.additionalSecretOutputs),
                 "dependencies": tuple(req.dependencies),
+                "retain_on_delete": bool(req.retainOnDelete),
             }
         self.resources.append(
             Recorded(args.typ, args.name, dict(args.inputs), bool(args.custom), args.provider, **extra)
@@ -174,16 +193,23 @@ def run_mocked(
     stack: str = "dev",
     references: Mapping[str, Mapping[str, Any]] | None = None,
     planned: Mapping[str, tuple[str, ...]] | None = None,
+    preview: bool = False,
 ) -> Evaluation:
     """Run ``build()`` under fresh mocks and config; return what it registered and its resolved result.
 
     Mocks and config are set *before* ``build`` runs (resources created earlier are lost).
     ``planned`` (service key -> addresses) is what mocked Services report as their status.
+    ``preview`` runs it as ``pulumi preview`` does (unknown values stay unknown).
     Exceptions raised by ``build`` (or inside an apply) propagate to the caller.
     """
     recorder = Recorder(references, planned)
     pulumi.runtime.set_mocks(
-        recorder, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(recorder)
+        recorder,
+        project=PROJECT,
+        stack=stack,
+        preview=preview,
+        monitor=_RecordingMonitor(recorder),
+        organization=ORGANIZATION,
     )
     pulumi.runtime.set_all_config(
         config_map(values or {}), secret_keys=[f"{PROJECT}:{k}" for k in secret_keys]
@@ -263,14 +289,15 @@ def evaluate_stack(loaded: LoadedStack) -> Evaluation:
 # --- manifests ---------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """Wire values -> plain YAML-able values: secrets redacted, integral floats as ints."""
+def _plain(value: Any, reveal: bool = False) -> Any:
+    """Wire values -> plain YAML-able values: secrets redacted (unless ``reveal``), integral floats
+    as ints."""
     if isinstance(value, Mapping):
         if SECRET_SIG in value:
-            return REDACTED
-        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+            return _plain(value.get("value"), reveal) if reveal else REDACTED
+        return {str(k): _plain(v, reveal) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, reveal) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -280,9 +307,13 @@ def _unwrap(value: Any) -> Any:
     return value.get("value") if isinstance(value, Mapping) and SECRET_SIG in value else value
 
 
-def to_manifest(res: Recorded) -> dict[str, Any]:
-    """One recorded resource as a manifest. A Secret keeps its keys; every value is redacted."""
+def to_manifest(res: Recorded, *, reveal_secrets: bool = False) -> dict[str, Any]:
+    """One recorded resource as a manifest. A Secret keeps its keys; every value is redacted,
+    unless ``reveal_secrets`` (the values then are whatever the program was given)."""
     inputs = dict(res.inputs)
+    if reveal_secrets:
+        revealed: dict[str, Any] = _plain(inputs, reveal=True)
+        return revealed
     if inputs.get("kind") == "Secret":
         for key in ("data", "stringData"):
             if key in inputs:
@@ -322,9 +353,17 @@ def _sort_key(manifest: Mapping[str, Any]) -> tuple[int, str, str, str]:
     return rank, kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-def manifests(evaluation: Evaluation) -> list[dict[str, Any]]:
-    """Every Kubernetes object the program creates, in apply order (deterministic)."""
-    found = [to_manifest(r) for r in evaluation.resources if r.custom and r.typ.startswith("kubernetes:")]
+def manifests(evaluation: Evaluation, *, reveal_secrets: bool = False) -> list[dict[str, Any]]:
+    """Every Kubernetes object the program creates, in apply order (deterministic).
+
+    ``reveal_secrets`` keeps secret values (only meaningful for a stack loaded with its
+    passphrase); the caller then owns keeping them private (never logged, files 0600).
+    """
+    found = [
+        to_manifest(r, reveal_secrets=reveal_secrets)
+        for r in evaluation.resources
+        if r.custom and r.typ.startswith("kubernetes:")
+    ]
     return sorted(found, key=_sort_key)
 
 

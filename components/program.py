@@ -24,6 +24,7 @@ import pulumi
 
 from components.args import to_args
 from components.base import InvalidConfigError
+from components.bfd import BfdProfile
 from components.node_agent import NodeAgent
 from components.resources import BgpAdvertisement, BgpPeer, Community, IpPool, L2Advertisement
 from components.service import LoadBalancerService
@@ -43,16 +44,18 @@ from ironlb.errors import ConfigError
 from ironlb.model import LOAD_BALANCER_CLASS
 
 SecretReader = Callable[[str], pulumi.Output[str]]
+#: Secret stack keys of the NodeAgent: the membership key, and the next one during a rotation.
+KEY_SECRETS = {"membershipKey", "membershipNextKey"}
 
 
 def read_values(cfg: pulumi.Config) -> dict[str, Any]:
     """The structured IronLB keys of the current stack; secrets only as "present" markers."""
     values = {}
-    for key in sorted({*OBJECT_KEYS, *SETTING_KEYS} - {"membershipKey"}):
+    for key in sorted({*OBJECT_KEYS, *SETTING_KEYS} - KEY_SECRETS):
         value = cfg.get_object(key)
         if value is not None:
             values[key] = value
-    secret_keys = {"membershipKey"} | {
+    secret_keys = set(KEY_SECRETS) | {
         str(p["passwordConfig"])
         for p in values.get("peers") or []
         if isinstance(p, Mapping) and "passwordConfig" in p
@@ -91,10 +94,13 @@ def run(cfg: pulumi.Config | None = None) -> dict[str, Any]:
     if spec.platform is not None:
         return build_tenant_stack(spec)
     config = checked(documents(spec))
-    return build_platform(spec, config, cfg.require_secret)
+    next_key = cfg.get_secret("membershipNextKey")
+    return build_platform(spec, config, cfg.require_secret, next_key)
 
 
-def build_platform(spec: StackSpec, config: Config, secret: SecretReader) -> dict[str, Any]:
+def build_platform(
+    spec: StackSpec, config: Config, secret: SecretReader, next_key: pulumi.Output[str] | None = None
+) -> dict[str, Any]:
     """Every component of a full (or platform) stack, from the checked Config."""
     ns = spec.namespace
     agent = NodeAgent(
@@ -102,6 +108,7 @@ def build_platform(spec: StackSpec, config: Config, secret: SecretReader) -> dic
         {
             **spec.agent,  # type: ignore[typeddict-item]
             "membership_key": secret(spec.membership_key),
+            **({"membership_next_key": next_key} if next_key is not None else {}),
             "bgp_password_secrets": sorted(
                 f"{p.spec.passwordSecretRef.name}/{p.spec.passwordSecretRef.key}"
                 for p in config.peers.values()
@@ -143,6 +150,8 @@ def build_platform(spec: StackSpec, config: Config, secret: SecretReader) -> dic
         )
         # Services wait for their Namespace only (not the whole Tenant: cheaper to resolve).
         owners.update(zip(tenant.spec.namespaces, component.namespace_resources, strict=True))
+    for name, profile in sorted(config.bfd_profiles.items()):
+        BfdProfile(name, {**to_args(profile.spec), "namespace": ns}, opts=after)  # type: ignore[typeddict-item]
     for name, peer in sorted(config.peers.items()):
         args = to_args(peer.spec)
         if name in spec.password_keys:  # the password is in stack config: the component makes the Secret
@@ -175,7 +184,7 @@ def build_tenant_stack(spec: StackSpec) -> dict[str, Any]:
     """A tenant stack: services only, checked against what the platform granted."""
     assert spec.platform is not None
     tenant = spec.platform.tenant
-    ref = pulumi.StackReference("platform", stack_name=spec.platform.stack)
+    ref = pulumi.StackReference("platform", stack_name=spec.platform.qualified(pulumi.get_organization()))
     grants = ref.require_output("tenantGrants")
 
     def check(value: Any) -> pulumi.StackReference:

@@ -5,6 +5,10 @@ address fails ``pulumi preview`` with the schema's message), then emits one
 ``ironlb.io/v1alpha1`` custom resource as its child.  Pass the agent's CRDs in
 ``opts.depends_on`` so the objects are created after their definitions.
 
+Every arg may be a Pulumi Output (a pool's addresses from a StackReference, say): such
+args are validated when they resolve, with the same messages, and an invalid value fails
+the custom resource's registration (:func:`components.base.when_known`).
+
 BgpPeer is the only one holding a secret: the password (a Pulumi secret) goes into a
 Kubernetes Secret marked ``additional_secret_outputs``; the BGPPeer object only
 references it (``passwordSecretRef``), so the password never appears in plain text in
@@ -25,7 +29,16 @@ from components.args import (
     L2AdvertisementArgs,
     to_spec,
 )
-from components.base import DEFAULT_NAMESPACE, MANAGED_BY, child_opts, custom_resource, token, validate
+from components.base import (
+    DEFAULT_NAMESPACE,
+    MANAGED_BY,
+    child_opts,
+    custom_resource,
+    lift,
+    token,
+    validate,
+    when_known,
+)
 from ironlb import model
 
 #: Key of the password inside the Secret a BgpPeer creates.
@@ -44,6 +57,14 @@ def _split(args: Any, *local: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return mine, rest
 
 
+def _checked(model_cls: type[model.Resource], spec_cls: Any, name: str, spec: Any, labels: Any = None) -> Any:
+    """The validated model now (plain args) or as an Output (args holding Outputs)."""
+    return when_known(
+        {"spec": spec, "labels": labels},
+        lambda v: validate(model_cls, name, to_spec(spec_cls, v["spec"]), v["labels"]),
+    )
+
+
 class IpPool(pulumi.ComponentResource):
     """An IPPool: addresses IronLB may hand to LoadBalancer Services."""
 
@@ -54,14 +75,18 @@ class IpPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: IpPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         local, spec = _split(args, "namespace", "labels")
-        res = validate(model.IPPool, name, to_spec(model.IPPoolSpec, spec), local.get("labels"))
+        res = _checked(model.IPPool, model.IPPoolSpec, name, spec, local.get("labels"))
         super().__init__(token("IpPool"), name, {}, opts)
         self.resource = res
         self.cr = custom_resource(
-            f"{name}-ippool", res, local.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+            f"{name}-ippool",
+            res,
+            local.get("namespace", DEFAULT_NAMESPACE),
+            child_opts(self, opts),
+            kind=model.IPPool.KIND,
         )
-        self.pool_name = pulumi.Output.from_input(res.name)
-        self.addresses = pulumi.Output.from_input(list(res.spec.addresses))
+        self.pool_name = pulumi.Output.from_input(name)
+        self.addresses = lift(res, lambda r: list(r.spec.addresses))
         self.register_outputs({"pool_name": self.pool_name, "addresses": self.addresses})
 
 
@@ -80,7 +105,7 @@ class BgpPeer(pulumi.ComponentResource):
         secret_name = local.get("password_secret_name") or bgp_password_secret_name(name)
         if password is not None:
             spec["password_secret_ref"] = {"name": secret_name, "key": PASSWORD_KEY}
-        res = validate(model.BGPPeer, name, to_spec(model.BGPPeerSpec, spec))
+        res = _checked(model.BGPPeer, model.BGPPeerSpec, name, spec)
         super().__init__(token("BgpPeer"), name, {}, opts)
         self.resource = res
         self.secret: k8s.core.v1.Secret | None = None
@@ -94,9 +119,13 @@ class BgpPeer(pulumi.ComponentResource):
             )
         depends = [self.secret] if self.secret is not None else []
         self.cr = custom_resource(
-            f"{name}-bgppeer", res, namespace, child_opts(self, opts, depends_on=depends)
+            f"{name}-bgppeer",
+            res,
+            namespace,
+            child_opts(self, opts, depends_on=depends),
+            kind=model.BGPPeer.KIND,
         )
-        self.peer_name = pulumi.Output.from_input(res.name)
+        self.peer_name = pulumi.Output.from_input(name)
         self.password_secret_name = pulumi.Output.from_input(secret_name if password is not None else "")
         self.register_outputs(
             {"peer_name": self.peer_name, "password_secret_name": self.password_secret_name}
@@ -113,13 +142,17 @@ class L2Advertisement(pulumi.ComponentResource):
         self, name: str, args: L2AdvertisementArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         local, spec = _split(args, "namespace")
-        res = validate(model.L2Advertisement, name, to_spec(model.L2AdvertisementSpec, spec))
+        res = _checked(model.L2Advertisement, model.L2AdvertisementSpec, name, spec)
         super().__init__(token("L2Advertisement"), name, {}, opts)
         self.resource = res
         self.cr = custom_resource(
-            f"{name}-l2advertisement", res, local.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+            f"{name}-l2advertisement",
+            res,
+            local.get("namespace", DEFAULT_NAMESPACE),
+            child_opts(self, opts),
+            kind=model.L2Advertisement.KIND,
         )
-        self.advertisement_name = pulumi.Output.from_input(res.name)
+        self.advertisement_name = pulumi.Output.from_input(name)
         self.register_outputs({"advertisement_name": self.advertisement_name})
 
 
@@ -133,22 +166,26 @@ class BgpAdvertisement(pulumi.ComponentResource):
         self, name: str, args: BgpAdvertisementArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         local, spec = _split(args, "namespace")
-        res = validate(model.BGPAdvertisement, name, to_spec(model.BGPAdvertisementSpec, spec))
+        res = _checked(model.BGPAdvertisement, model.BGPAdvertisementSpec, name, spec)
         super().__init__(token("BgpAdvertisement"), name, {}, opts)
         self.resource = res
         self.cr = custom_resource(
-            f"{name}-bgpadvertisement", res, local.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+            f"{name}-bgpadvertisement",
+            res,
+            local.get("namespace", DEFAULT_NAMESPACE),
+            child_opts(self, opts),
+            kind=model.BGPAdvertisement.KIND,
         )
-        self.advertisement_name = pulumi.Output.from_input(res.name)
+        self.advertisement_name = pulumi.Output.from_input(name)
         self.register_outputs({"advertisement_name": self.advertisement_name})
 
 
 class CommunityArgs(TypedDict, total=False):
     """Named BGP community aliases."""
 
-    communities: dict[str, str]
+    communities: pulumi.Input[dict[str, pulumi.Input[str]]]
     """alias name -> 'a:b' or 'large:a:b:c'."""
-    namespace: str
+    namespace: pulumi.Input[str]
     """Namespace of the IronLB installation."""
 
 
@@ -160,11 +197,15 @@ class Community(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CommunityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         local, spec = _split(args, "namespace")
-        res = validate(model.Community, name, spec)
+        res = when_known(spec, lambda v: validate(model.Community, name, dict(v)))
         super().__init__(token("Community"), name, {}, opts)
         self.resource = res
         self.cr = custom_resource(
-            f"{name}-community", res, local.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+            f"{name}-community",
+            res,
+            local.get("namespace", DEFAULT_NAMESPACE),
+            child_opts(self, opts),
+            kind=model.Community.KIND,
         )
-        self.community_name = pulumi.Output.from_input(res.name)
+        self.community_name = pulumi.Output.from_input(name)
         self.register_outputs({"community_name": self.community_name})

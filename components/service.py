@@ -9,27 +9,32 @@ the known pools and tenants with the allocator's own rule (``ironlb.ipam``), so 
 tenant's service names another tenant's pool" fails ``pulumi preview`` with the same
 sentence the agent would put in an Event.
 
+Every arg may be a Pulumi Output: the manifest is then built and checked when the args
+resolve (:func:`components.base.when_known`), with the same messages, and a failed check
+fails the Service's registration.
+
 Output ``ip``: the first ingress address from the live Service status ('' until IronLB
 has assigned one).
 
 No ``from __future__ import annotations`` here: the Analyzer reads the annotations.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.args import LoadBalancerServiceArgs
-from components.base import MANAGED_BY, InvalidConfigError, child_opts, token
+from components.base import MANAGED_BY, InvalidConfigError, child_opts, lift, token, when_known
 from ironlb.config import Config
 from ironlb.errors import Issue
 from ironlb.model import ANN_IPS, ANN_POOL, ANN_SHARING, LOAD_BALANCER_CLASS
 from ironlb.service import ServiceRequest, request_from_manifest
 
 
-def service_manifest(name: str, args: LoadBalancerServiceArgs) -> dict[str, Any]:
-    """The Service manifest (camelCase) the component creates."""
+def service_manifest(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The Service manifest (camelCase) the component creates, from resolved (plain) args."""
     annotations = dict(args.get("annotations", {}))
     if args.get("pool"):
         annotations[ANN_POOL] = args["pool"]
@@ -132,18 +137,28 @@ class LoadBalancerService(pulumi.ComponentResource):
         *,
         known: Config | None = None,
     ) -> None:
-        manifest = service_manifest(name, args)
-        self.request = check_request(manifest, known)
+        def build(plain: Any) -> tuple[dict[str, Any], ServiceRequest]:
+            manifest = service_manifest(name, plain)
+            return manifest, check_request(manifest, known)
+
+        checked = when_known(dict(args), build)
         super().__init__(token("LoadBalancerService"), name, {}, opts)
+        #: The checked request (None when the args held Outputs: it is known only at apply).
+        self.request: ServiceRequest | None = None if isinstance(checked, pulumi.Output) else checked[1]
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=manifest["metadata"],
-            spec=manifest["spec"],
+            metadata=_part(checked, lambda c: c[0]["metadata"]),
+            spec=_part(checked, lambda c: c[0]["spec"]),
             opts=child_opts(self, opts),
         )
         self.ip = self.service.status.apply(lambda s: _first_ip(_plain(s)))
-        self.service_name = pulumi.Output.from_input(manifest["metadata"]["name"])
+        self.service_name = lift(checked, lambda c: str(c[0]["metadata"]["name"]))
         self.register_outputs({"ip": self.ip, "service_name": self.service_name})
+
+
+def _part(checked: Any, read: Any) -> Any:
+    """A part of the checked manifest: plain when it was checked at once, else an Output."""
+    return checked.apply(read) if isinstance(checked, pulumi.Output) else read(checked)
 
 
 def _plain(value: Any) -> Any:

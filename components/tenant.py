@@ -10,16 +10,34 @@ Two quotas, two jobs: ``max_addresses`` is IronLB's (addresses held across all t
 tenant's namespaces, enforced by the allocator); ``max_load_balancer_services`` is
 Kubernetes' own (Service objects per namespace, enforced by the API server).
 
+``namespaces``, ``adopt_namespaces`` and the pool names decide which children exist, so
+they must be plain values (an Output there is refused, naming the field); everything else
+may be an Output and is checked when it resolves (:func:`components.base.when_known`).
+
 No ``from __future__ import annotations`` here: the Analyzer reads the annotations.
 """
+
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.args import TenantArgs, to_spec
-from components.base import DEFAULT_NAMESPACE, MANAGED_BY, child_opts, custom_resource, token, validate
+from components.base import (
+    DEFAULT_NAMESPACE,
+    MANAGED_BY,
+    InvalidConfigError,
+    child_opts,
+    custom_resource,
+    has_outputs,
+    lift,
+    token,
+    validate,
+    when_known,
+)
 from components.resources import IpPool
 from ironlb import model
+from ironlb.errors import Issue
 
 TENANT_LABEL = "ironlb.io/tenant"
 
@@ -36,36 +54,35 @@ class Tenant(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         install_ns = args.get("namespace", DEFAULT_NAMESPACE)
+        _require_plain(name, args)
         own_pools = dict(args.get("pools", {}))
-        pool_names = sorted({*own_pools, *args.get("granted_pools", [])})
-        spec = to_spec(
-            model.TenantSpec,
-            {
-                "namespaces": list(args.get("namespaces", [])),
-                "pools": pool_names,
-                "max_addresses": args.get("max_addresses"),
-            },
-        )
-        res = validate(model.Tenant, name, spec)
-        # Validate the pools too, before anything registers.
-        checked = {
-            p: validate(
-                model.IPPool,
-                p,
-                to_spec(
-                    model.IPPoolSpec,
-                    {k: v for k, v in {**a, "tenant": name}.items() if k not in ("namespace", "labels")},
-                ),
+        namespaces = list(args.get("namespaces", []))
+
+        def spec(granted: Any, max_addresses: Any) -> dict[str, Any]:
+            return to_spec(
+                model.TenantSpec,
+                {
+                    "namespaces": namespaces,
+                    "pools": sorted({*own_pools, *(granted or [])}),
+                    "max_addresses": max_addresses,
+                },
             )
-            for p, a in sorted(own_pools.items())
-        }
-        del checked
+
+        # What is plain is checked now, before anything registers: the namespaces and own pools.
+        validate(model.Tenant, name, spec([], None))
+        for p, a in sorted(own_pools.items()):
+            if not has_outputs(a):
+                validate(model.IPPool, p, to_spec(model.IPPoolSpec, _pool_spec(a, name)))
+        res = when_known(
+            {"granted": args.get("granted_pools", []), "max": args.get("max_addresses")},
+            lambda v: validate(model.Tenant, name, spec(v["granted"], v["max"])),
+        )
         super().__init__(token("Tenant"), name, {}, opts)
         self.resource = res
         adopt = set(args.get("adopt_namespaces", []))
         labels = {**MANAGED_BY, TENANT_LABEL: name}
         self.namespace_resources: list[pulumi.CustomResource] = []
-        for ns in res.spec.namespaces:
+        for ns in namespaces:
             if ns in adopt:
                 self.namespace_resources.append(
                     k8s.core.v1.NamespacePatch(
@@ -82,7 +99,9 @@ class Tenant(pulumi.ComponentResource):
                         opts=child_opts(self, opts),
                     )
                 )
-        self.cr = custom_resource(f"{name}-tenant", res, install_ns, child_opts(self, opts))
+        self.cr = custom_resource(
+            f"{name}-tenant", res, install_ns, child_opts(self, opts), kind=model.Tenant.KIND
+        )
         self.pools = [
             IpPool(pname, {**pargs, "tenant": name, "namespace": install_ns}, opts=child_opts(self, opts))
             for pname, pargs in sorted(own_pools.items())
@@ -90,18 +109,46 @@ class Tenant(pulumi.ComponentResource):
         self.quotas: list[k8s.core.v1.ResourceQuota] = []
         limit = args.get("max_load_balancer_services")
         if limit is not None:
-            for ns, ns_res in zip(res.spec.namespaces, self.namespace_resources, strict=True):
+            for ns, ns_res in zip(namespaces, self.namespace_resources, strict=True):
                 self.quotas.append(
                     k8s.core.v1.ResourceQuota(
                         f"{name}-quota-{ns}",
                         metadata={"name": "ironlb-load-balancers", "namespace": ns, "labels": labels},
-                        spec={"hard": {"services.loadbalancers": str(limit)}},
+                        spec={"hard": {"services.loadbalancers": pulumi.Output.from_input(limit).apply(str)}},
                         opts=child_opts(self, opts, depends_on=[ns_res]),
                     )
                 )
         self.tenant_name = pulumi.Output.from_input(name)
-        self.namespaces = pulumi.Output.from_input(list(res.spec.namespaces))
-        self.pool_names = pulumi.Output.from_input(pool_names)
+        self.namespaces = pulumi.Output.from_input(namespaces)
+        self.pool_names = lift(res, lambda r: sorted(r.spec.pools))
         self.register_outputs(
             {"tenant_name": self.tenant_name, "namespaces": self.namespaces, "pool_names": self.pool_names}
         )
+
+
+def _pool_spec(args: Any, tenant: str) -> dict[str, Any]:
+    return {k: v for k, v in {**args, "tenant": tenant}.items() if k not in ("namespace", "labels")}
+
+
+def _require_plain(name: str, args: TenantArgs) -> None:
+    """The fields that decide which children exist must be known when the program runs."""
+    issues = []
+    pools = args.get("pools", {})
+    for field, value in (
+        ("namespaces", args.get("namespaces", [])),
+        ("adopt_namespaces", args.get("adopt_namespaces", [])),
+        ("pools", list(pools) if isinstance(pools, dict) else pools),
+    ):
+        if has_outputs(value):
+            issues.append(
+                Issue(
+                    "Tenant",
+                    name,
+                    field,
+                    None,
+                    "must be known when the program runs (it names the Tenant's child resources); "
+                    "pass plain values, not Outputs",
+                )
+            )
+    if issues:
+        raise InvalidConfigError(issues)

@@ -7,10 +7,12 @@ Kubernetes clients); import-linter enforces that.
 
 Modules:
 - ``model``     -- the custom resources (pydantic, frozen), one definition each
-- ``addresses`` -- address and range parsing (netaddr)
+- ``fields``    -- the building blocks of the models; ``status`` -- their status models
+- ``addresses`` -- address and range parsing (netaddr), special-purpose address facts
 - ``service``   -- what a LoadBalancer Service asks for, and what it was given
-- ``config``    -- ``parse(docs) -> Config``: parse once, cross-object validation
-- ``ipam``      -- pure, deterministic address allocation
+- ``config``    -- ``parse(docs) -> Config``: parse once; ``checked`` -- the Config it returns
+- ``validation`` -- the cross-object rules ``parse`` runs
+- ``ipam``      -- pure, deterministic address allocation, and the trust check
 - ``crds``      -- CustomResourceDefinitions generated from ``model``
 - ``errors``    -- errors grouped by what the caller should do
 """

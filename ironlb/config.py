@@ -6,23 +6,23 @@ Service`` manifests (as dicts, the way YAML loads them), validates each object a
 collects *every* problem and raises one :class:`~ironlb.errors.ConfigError`; everything
 after ``parse`` trusts the returned Config and never re-checks it.
 
-Config is immutable and indexed by name.  Derived facts that many callers need (the
-parsed ranges of a pool, the effective owner tenant of a pool, which tenant owns a
-namespace) are computed once here.
+:class:`Config` and :class:`PoolInfo` live in ``ironlb.checked`` (re-exported here):
+immutable, indexed by name, with derived facts computed once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import netaddr
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from ironlb import addresses
+from ironlb import addresses, validation
+from ironlb.checked import Config as Config
+from ironlb.checked import PoolInfo as PoolInfo
 from ironlb.errors import ConfigError, Issue
 from ironlb.model import (
     ALIAS_RE,
@@ -30,62 +30,12 @@ from ironlb.model import (
     DNS1123_SUBDOMAIN,
     GROUP_VERSION,
     RESOURCE_KINDS,
-    BGPAdvertisement,
-    BGPPeer,
     Community,
     IPPool,
-    L2Advertisement,
     Resource,
     Tenant,
 )
 from ironlb.service import ServiceRequest, request_from_manifest
-
-
-@dataclass(frozen=True)
-class PoolInfo:
-    """A pool with its derived facts."""
-
-    pool: IPPool
-    ranges: tuple[netaddr.IPRange, ...]
-    tenant: str | None  # effective owner: spec.tenant, or the Tenant that lists it
-
-    @property
-    def name(self) -> str:
-        return self.pool.name
-
-    def contains(self, ip: str | netaddr.IPAddress) -> bool:
-        addr = netaddr.IPAddress(ip)
-        return any(addr in r for r in self.ranges)
-
-    def size(self, family: int | None = None) -> int:
-        return sum(len(r) for r in self.ranges if family is None or r.version == family)
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole checked configuration. Maps are keyed by object name."""
-
-    pools: Mapping[str, PoolInfo] = field(default_factory=dict)
-    peers: Mapping[str, BGPPeer] = field(default_factory=dict)
-    l2_advertisements: Mapping[str, L2Advertisement] = field(default_factory=dict)
-    bgp_advertisements: Mapping[str, BGPAdvertisement] = field(default_factory=dict)
-    communities: Mapping[str, str] = field(default_factory=dict)  # alias -> literal
-    tenants: Mapping[str, Tenant] = field(default_factory=dict)
-    namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns -> labels
-    services: tuple[ServiceRequest, ...] = ()
-    warnings: tuple[Issue, ...] = ()
-
-    def tenant_of_namespace(self, namespace: str) -> str | None:
-        """The tenant that owns ``namespace``, or None for platform namespaces."""
-        for name, tenant in self.tenants.items():
-            if namespace in tenant.spec.namespaces:
-                return name
-        return None
-
-    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
-        labels = dict(self.namespaces.get(namespace, {}))
-        labels.setdefault("kubernetes.io/metadata.name", namespace)
-        return labels
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -136,10 +86,15 @@ def _inner_model(annotation: Any) -> Any:
 
 
 def _bounds(info: FieldInfo | None) -> tuple[Any, Any]:
+    """(minimum, maximum) of a field: its ge/le, else the bounds its schema declares."""
     low = high = None
     for item in info.metadata if info is not None else ():
         low = getattr(item, "ge", low)
         high = getattr(item, "le", high)
+    extra = info.json_schema_extra if info is not None else None
+    if isinstance(extra, dict):
+        low = extra.get("minimum", low) if low is None else low
+        high = extra.get("maximum", high) if high is None else high
     return low, high
 
 
@@ -275,8 +230,6 @@ def load_objects(
 
 def parse(docs: Iterable[Mapping[str, Any] | None]) -> Config:
     """Parse and validate every document; raise ConfigError listing all problems."""
-    from ironlb import validation  # local: validation imports Config from here
-
     resources, others, issues = load_objects(docs)
     by_kind: dict[str, dict[str, Resource]] = {k: {} for k in RESOURCE_KINDS}
     for res in resources:
@@ -324,6 +277,7 @@ def parse(docs: Iterable[Mapping[str, Any] | None]) -> Config:
         bgp_advertisements=by_kind["BGPAdvertisement"],  # type: ignore[arg-type]
         communities=aliases,
         tenants=tenants,
+        bfd_profiles=by_kind["BFDProfile"],  # type: ignore[arg-type]
         namespaces=namespaces,
         services=tuple(services),
     )
@@ -331,4 +285,4 @@ def parse(docs: Iterable[Mapping[str, Any] | None]) -> Config:
     errors = [i for i in issues if not i.warning]
     if errors:
         raise ConfigError(issues)
-    return Config(**{**config.__dict__, "warnings": tuple(i for i in issues if i.warning)})
+    return dataclasses.replace(config, warnings=tuple(i for i in issues if i.warning))

@@ -35,6 +35,9 @@ CEL_RULES: dict[str, list[tuple[str, str]]] = {
             "operators In and NotIn need at least one value; Exists and DoesNotExist take none",
         ),
     ],
+    "BFDProfileSpec": [
+        ("!has(self.echoMode) || !self.echoMode", "echoMode must be false: the speaker has no BFD echo"),
+    ],
     "BGPPeerSpec": [
         (
             "!has(self.holdTime) || self.holdTime == 0 || self.holdTime >= 3",
@@ -55,6 +58,8 @@ _SHORT_NAMES = {
     "BGPAdvertisement": ["ilbbgpadv"],
     "Community": ["ilbcommunity"],
     "Tenant": ["ilbtenant"],
+    "BFDProfile": ["ilbbfd"],
+    "NodeState": ["ilbnode"],
 }
 
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -90,6 +95,16 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
         {"name": "Namespaces", "type": "string", "jsonPath": ".spec.namespaces"},
         {"name": "Used", "type": "integer", "jsonPath": ".status.used"},
         {"name": "Quota", "type": "integer", "jsonPath": ".spec.maxAddresses"},
+    ],
+    "BFDProfile": [
+        {"name": "Receive ms", "type": "integer", "jsonPath": ".spec.receiveInterval"},
+        {"name": "Transmit ms", "type": "integer", "jsonPath": ".spec.transmitInterval"},
+        {"name": "Multiplier", "type": "integer", "jsonPath": ".spec.detectMultiplier"},
+    ],
+    "NodeState": [
+        {"name": "Announcing", "type": "integer", "jsonPath": ".status.announcing"},
+        {"name": "Sessions Up", "type": "integer", "jsonPath": ".status.sessionsEstablished"},
+        {"name": "Conflicts", "type": "integer", "jsonPath": ".status.conflictCount"},
     ],
 }
 
@@ -128,7 +143,13 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], name: str | None = None
             if isinstance(value, dict):
                 out[key] = _convert(value, defs)
             continue  # `false`: the API server prunes unknown fields instead
-        if key == "properties":
+        if key == "patternProperties":  # not allowed in a v1 CRD: a map plus a CEL rule on its keys
+            ((pattern, inner),) = value.items()
+            out["additionalProperties"] = _convert(inner, defs)
+            out.setdefault("x-kubernetes-validations", []).append(
+                {"rule": f"self.all(k, k.matches('{pattern}'))", "message": f"every key must match {pattern}"}
+            )
+        elif key == "properties":
             out[key] = {k: _convert(v, defs) for k, v in value.items()}
         elif key == "items":
             out[key] = _convert(value, defs)
@@ -140,7 +161,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], name: str | None = None
         raise TypeError(f"{name}: every schema node needs a type for a structural schema: {node}")
     rules = CEL_RULES.get(name or "")
     if rules:
-        out["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
+        out["x-kubernetes-validations"] = [
+            *out.get("x-kubernetes-validations", []),
+            *({"rule": r, "message": m} for r, m in rules),
+        ]
     return out
 
 
@@ -193,5 +217,9 @@ def crd_for(cls: type[Resource]) -> dict[str, Any]:
 
 
 def crd_manifests() -> list[dict[str, Any]]:
-    """Every IronLB CRD, in a stable order (by kind)."""
-    return [crd_for(RESOURCE_KINDS[kind]) for kind in sorted(RESOURCE_KINDS)]
+    """Every IronLB CRD, in a stable order (by kind): configuration kinds, then what agents report."""
+    from ironlb.nodestate import REPORT_KINDS  # local: nodestate imports ironlb.model, as we do
+
+    return [crd_for(RESOURCE_KINDS[kind]) for kind in sorted(RESOURCE_KINDS)] + [
+        crd_for(cls) for cls in REPORT_KINDS
+    ]

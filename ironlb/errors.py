@@ -62,8 +62,9 @@ class AllocationError(IronLBError):
     """This service cannot be given an address now; others are unaffected.
 
     ``reason`` is a short machine-readable word (``PoolExhausted``, ``QuotaExceeded``,
-    ``Forbidden``, ``NoPool``, ``Conflict``, ``Invalid``) used as an Event reason;
-    the message is the sentence a user reads.
+    ``Forbidden``, ``NoTenant`` (the namespace belongs to no Tenant and no pool admits
+    it), ``NoPool``, ``Conflict``, ``Invalid``) used as an Event reason; the message is
+    the sentence a user reads.
     """
 
     def __init__(self, service: str, reason: str, message: str):

@@ -6,22 +6,50 @@ frozen pydantic model whose field names are the camelCase keys users write in YA
 CRD generator (``ironlb.crds``) derives the openAPIV3Schema from these same classes, so
 the CRD, the Pulumi components and the agent can never disagree about a field.
 
-Single-object rules (an address parses, a timer is in range) live here as validators
-that say what is allowed.  Rules that need more than one object (overlapping pools,
-unknown references) live in ``ironlb.config``, which turns raw documents into one
-checked :class:`ironlb.config.Config`.
+Single-object rules (an address parses, a timer is in range) live here and in
+``ironlb.fields`` (the shared building blocks: selectors, address blocks, BGP endpoints,
+interface names, communities) as validators that say what is allowed; the status models
+live in ``ironlb.status``.  Both are re-exported here.  Rules that need more than one
+object (overlapping pools, unknown references) live in ``ironlb.validation``, which
+``ironlb.config.parse`` runs to turn raw documents into one checked Config.
 
 Nothing here imports Pulumi, pyroute2 or a Kubernetes client (import-linter enforces it).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ironlb import addresses
+from ironlb.bfd import BFDProfileSpec
+
+# Re-exported: callers import the schema's building blocks and status models from here.
+from ironlb.fields import ALIAS_RE as ALIAS_RE
+from ironlb.fields import COMMUNITY_RE as COMMUNITY_RE
+from ironlb.fields import DNS1123_LABEL as DNS1123_LABEL
+from ironlb.fields import DNS1123_SUBDOMAIN as DNS1123_SUBDOMAIN
+from ironlb.fields import LARGE_COMMUNITY_RE as LARGE_COMMUNITY_RE
+from ironlb.fields import MAX_ASN as MAX_ASN
+from ironlb.fields import AddressBlock as AddressBlock
+from ironlb.fields import AliasName as AliasName
+from ironlb.fields import CommunityItem as CommunityItem
+from ironlb.fields import CommunityLiteral as CommunityLiteral
+from ironlb.fields import InterfaceName as InterfaceName
+from ironlb.fields import LabelSelector as LabelSelector
+from ironlb.fields import LabelSelectorRequirement as LabelSelectorRequirement
+from ironlb.fields import Model as Model
+from ironlb.fields import ObjectMeta as ObjectMeta
+from ironlb.fields import PeerHost as PeerHost
+from ironlb.fields import RouterID as RouterID
+from ironlb.fields import parse_community as parse_community
+from ironlb.status import AdvertisementStatus as AdvertisementStatus
+from ironlb.status import BGPPeerStatus as BGPPeerStatus
+from ironlb.status import Condition as Condition
+from ironlb.status import IPPoolStatus as IPPoolStatus
+from ironlb.status import PeerSession as PeerSession
+from ironlb.status import TenantStatus as TenantStatus
+from ironlb.status import ValidityStatus as ValidityStatus
 
 API_GROUP = "ironlb.io"
 API_VERSION = "v1alpha1"
@@ -38,73 +66,6 @@ ANN_SHARING = "ironlb.io/allow-shared-ip"  # sharing key
 # Service annotations (output, written by the controller) --------------------------------
 ANN_ALLOCATED_POOL = "ironlb.io/ip-allocated-from-pool"
 ANN_ALLOCATED_IPS = "ironlb.io/allocated-ips"
-
-DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-MAX_ASN = 4294967295
-
-
-class Model(BaseModel):
-    """Base for every schema object: frozen, unknown keys rejected, camelCase field names."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-# --- building blocks ---------------------------------------------------------------------
-
-
-class LabelSelectorRequirement(Model):
-    """One ``matchExpressions`` entry, as in Kubernetes."""
-
-    key: str = Field(min_length=1)
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: tuple[str, ...] = ()
-
-    @model_validator(mode="after")
-    def _values_fit_operator(self) -> LabelSelectorRequirement:
-        if self.operator in ("In", "NotIn") and not self.values:
-            raise ValueError(f"operator {self.operator} needs at least one value")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            raise ValueError(f"operator {self.operator} takes no values")
-        return self
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        present = self.key in labels
-        if self.operator == "Exists":
-            return present
-        if self.operator == "DoesNotExist":
-            return not present
-        if self.operator == "In":
-            return present and labels[self.key] in self.values
-        return not present or labels[self.key] not in self.values
-
-
-class LabelSelector(Model):
-    """A Kubernetes label selector. An empty selector matches everything."""
-
-    matchLabels: dict[str, str] = Field(default_factory=dict)
-    matchExpressions: tuple[LabelSelectorRequirement, ...] = Field(default=(), max_length=64)
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(k) != v for k, v in self.matchLabels.items()):
-            return False
-        return all(req.matches(labels) for req in self.matchExpressions)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.matchLabels and not self.matchExpressions
-
-
-class ObjectMeta(Model):
-    """The part of Kubernetes metadata IronLB reads. Unknown metadata keys are tolerated."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN)
-    namespace: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-
 
 # --- IPPool ------------------------------------------------------------------------------
 
@@ -128,22 +89,6 @@ class ServiceAllocation(Model):
         return bool(self.namespaces) or self.namespaceSelector is not None or self.serviceSelector is not None
 
 
-def _check_block(text: str) -> str:
-    addresses.parse_block(text)  # raises ValueError naming what is allowed
-    return text
-
-
-#: One pool entry: a CIDR, an ``a-b`` range or a single address.
-AddressBlock = Annotated[
-    str,
-    AfterValidator(_check_block),
-    # schema-only: a cheap shape check for the CRD (the validator above is the real rule)
-    Field(json_schema_extra={"pattern": r"^[0-9a-fA-F:.]+(/[0-9]{1,3}|-[0-9a-fA-F:.]+)?$", "maxLength": 100}),
-]
-#: An IPv4 or IPv6 address in the CRD schema (shape only; the validators parse it).
-_IP_SHAPE: dict[str, Any] = {"pattern": r"^[0-9a-fA-F:.]+$", "maxLength": 45}
-
-
 class IPPoolSpec(Model):
     """Addresses IronLB may hand to LoadBalancer Services."""
 
@@ -159,6 +104,11 @@ class IPPoolSpec(Model):
         default=None, description="Tenant that owns this pool; only its services use it."
     )
     disabled: bool = Field(default=False, description="Keep existing allocations but make no new ones.")
+    allowUntenanted: bool = Field(
+        default=False,
+        description="When Tenants exist, let Services in namespaces that no Tenant lists use this pool "
+        "(default false: they get no address, reason NoTenant). Only for pools without a tenant.",
+    )
 
 
 # --- BGPPeer -----------------------------------------------------------------------------
@@ -176,15 +126,13 @@ class BGPPeerSpec(Model):
 
     myASN: int = Field(ge=1, le=MAX_ASN)
     peerASN: int = Field(ge=1, le=MAX_ASN)
-    peerAddress: str = Field(json_schema_extra=_IP_SHAPE, description="The router's address.")
+    peerAddress: PeerHost = Field(description="The router's address.")
     peerPort: int = Field(default=179, ge=1, le=65535)
-    sourceAddress: str | None = Field(
-        default=None, json_schema_extra=_IP_SHAPE, description="Local address to connect from."
+    sourceAddress: PeerHost | None = Field(
+        default=None, description="Local address to connect from (the family of peerAddress)."
     )
-    routerID: str | None = Field(
-        default=None,
-        json_schema_extra={"pattern": r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$"},
-        description="IPv4 router ID; defaults to the node's address.",
+    routerID: RouterID | None = Field(
+        default=None, description="IPv4 router ID (not 0.0.0.0 or 255.255.255.255); defaults to the node's."
     )
     holdTime: int | None = Field(
         default=None,
@@ -199,27 +147,25 @@ class BGPPeerSpec(Model):
     connectTime: int = Field(default=5, ge=1, le=65535, description="Connect retry, seconds.")
     ebgpMultiHop: bool = False
     enableGracefulRestart: bool = False
+    gracefulRestartTime: int = Field(
+        default=120,
+        ge=1,
+        le=4095,
+        description="With enableGracefulRestart: seconds the router keeps this node's routes after its "
+        "speaker vanished (1-4095).",
+    )
+    bfdProfile: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="Name of a BFDProfile: run BFD on this session (fast failure detection).",
+    )
     passwordSecretRef: SecretKeyRef | None = Field(
         default=None, description="MD5 (TCP-MD5) password, by reference to a Secret key."
     )
     nodeSelector: LabelSelector | None = None
 
     DEFAULT_HOLD: ClassVar[int] = 90
-
-    @field_validator("peerAddress")
-    @classmethod
-    def _peer_address(cls, value: str) -> str:
-        return addresses.parse_host(value)
-
-    @field_validator("sourceAddress")
-    @classmethod
-    def _source_address(cls, value: str | None) -> str | None:
-        return None if value is None else addresses.parse_host(value)
-
-    @field_validator("routerID")
-    @classmethod
-    def _router_id(cls, value: str | None) -> str | None:
-        return None if value is None else addresses.parse_host(value, family=4)
 
     @field_validator("holdTime")
     @classmethod
@@ -234,6 +180,16 @@ class BGPPeerSpec(Model):
         if value is not None and not 0 <= value <= 21845:
             raise ValueError("must be 0-21845 seconds")
         return value
+
+    @model_validator(mode="after")
+    def _source_family(self) -> BGPPeerSpec:
+        if self.sourceAddress is not None and (":" in self.sourceAddress) != (":" in self.peerAddress):
+            fam = 6 if ":" in self.peerAddress else 4
+            raise ValueError(
+                f"sourceAddress {self.sourceAddress} is not IPv{fam} like peerAddress {self.peerAddress}; "
+                "a session's two ends are of one family"
+            )
+        return self
 
     @model_validator(mode="after")
     def _timers(self) -> BGPPeerSpec:
@@ -265,8 +221,10 @@ class L2AdvertisementSpec(Model):
     ipPools: tuple[str, ...] = Field(default=(), description="Pool names; empty with no selector means all.")
     ipPoolSelector: LabelSelector | None = None
     nodeSelector: LabelSelector | None = None
-    interfaces: tuple[str, ...] = Field(
-        default=(), description="Interfaces to answer on; empty means the one whose subnet holds the address."
+    interfaces: tuple[InterfaceName, ...] = Field(
+        default=(),
+        max_length=64,
+        description="Interfaces to answer on; empty means the one whose subnet holds the address.",
     )
     garpInterval: float | None = Field(
         default=None,
@@ -277,46 +235,20 @@ class L2AdvertisementSpec(Model):
     )
 
 
-COMMUNITY_RE = re.compile(r"^\d+:\d+$")
-LARGE_COMMUNITY_RE = re.compile(r"^(large:)?\d+:\d+:\d+$")
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+#: Shortest aggregate per family: IANA's own allocations to the registries are /8 (IPv4) and
+#: /12 (IPv6), so no network holds a larger block; shorter covers space nobody owns, and /0
+#: is the default route. ADR 0003.
+MIN_AGGREGATION = {4: 8, 6: 12}
 
 
-def parse_community(text: str) -> str:
-    """Check one literal community; return it normalised ('a:b' or 'large:a:b:c')."""
-    if COMMUNITY_RE.match(text):
-        a, b = (int(x) for x in text.split(":"))
-        if a > 65535 or b > 65535:
-            raise ValueError(f"standard community {text!r} must be a:b with each part 0-65535")
-        return f"{a}:{b}"
-    if LARGE_COMMUNITY_RE.match(text):
-        parts = [int(x) for x in text.removeprefix("large:").split(":")]
-        if any(p > MAX_ASN for p in parts):
-            raise ValueError(f"large community {text!r} must be a:b:c with each part 0-{MAX_ASN}")
-        return "large:" + ":".join(str(p) for p in parts)
-    raise ValueError(
-        f"community {text!r} must be 'a:b' (0-65535 each), 'large:a:b:c' (0-{MAX_ASN} each) "
-        "or the name of a Community alias"
-    )
-
-
-def _check_community_item(text: str) -> str:
-    if not ALIAS_RE.match(text):
-        parse_community(text)
-    return text
-
-
-#: One community: a literal ('a:b', 'large:a:b:c') or the name of a Community alias.
-CommunityItem = Annotated[str, AfterValidator(_check_community_item)]
-
-
-def _check_literal(text: str) -> str:
-    parse_community(text)
-    return text
-
-
-AliasName = Annotated[str, Field(pattern=ALIAS_RE.pattern, max_length=63)]
-CommunityLiteral = Annotated[str, AfterValidator(_check_literal)]
+def _aggregation(value: int, family: int) -> int:
+    low, top = MIN_AGGREGATION[family], 32 if family == 4 else 128
+    if not low <= value <= top:
+        raise ValueError(
+            f"must be {low}-{top}: 0 announces a default route, and anything shorter than /{low} "
+            f"covers more than the largest IPv{family} block a registry allocates"
+        )
+    return value
 
 
 class BGPAdvertisementSpec(Model):
@@ -324,8 +256,16 @@ class BGPAdvertisementSpec(Model):
 
     ipPools: tuple[str, ...] = ()
     ipPoolSelector: LabelSelector | None = None
-    aggregationLength: int = Field(default=32, ge=0, le=32)
-    aggregationLengthV6: int = Field(default=128, ge=0, le=128)
+    aggregationLength: int = Field(
+        default=32,
+        json_schema_extra={"minimum": MIN_AGGREGATION[4], "maximum": 32},
+        description=f"Prefix length announced for IPv4 addresses ({MIN_AGGREGATION[4]}-32, default 32).",
+    )
+    aggregationLengthV6: int = Field(
+        default=128,
+        json_schema_extra={"minimum": MIN_AGGREGATION[6], "maximum": 128},
+        description=f"Prefix length announced for IPv6 addresses ({MIN_AGGREGATION[6]}-128, default 128).",
+    )
     localPref: int | None = Field(default=None, ge=0, le=MAX_ASN, description="iBGP local preference.")
     communities: tuple[CommunityItem, ...] = Field(
         default=(), description="'a:b', 'large:a:b:c' or names of Community aliases."
@@ -333,13 +273,22 @@ class BGPAdvertisementSpec(Model):
     peers: tuple[str, ...] = Field(default=(), description="BGPPeer names; empty means every peer.")
     nodeSelector: LabelSelector | None = None
 
+    @field_validator("aggregationLength")
+    @classmethod
+    def _aggregation_v4(cls, value: int) -> int:
+        return _aggregation(value, 4)
+
+    @field_validator("aggregationLengthV6")
+    @classmethod
+    def _aggregation_v6(cls, value: int) -> int:
+        return _aggregation(value, 6)
+
 
 class CommunitySpec(Model):
     """Named BGP community aliases, usable in BGPAdvertisement.communities."""
 
     communities: dict[AliasName, CommunityLiteral] = Field(
-        min_length=1,
-        max_length=256, description="alias name -> 'a:b' or 'large:a:b:c'"
+        min_length=1, max_length=256, description="alias name -> 'a:b' or 'large:a:b:c'"
     )
 
 
@@ -354,60 +303,6 @@ class TenantSpec(Model):
     maxAddresses: int | None = Field(
         default=None, ge=0, description="Quota: most addresses its services may hold at once."
     )
-
-
-# --- status (written by the controller / agents; never read as input) -----------------------
-
-
-class Condition(Model):
-    """A Kubernetes-style condition (type Ready / Conflicting / QuotaExceeded ...)."""
-
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    lastTransitionTime: str | None = Field(default=None, description="RFC 3339 time.")
-
-
-class IPPoolStatus(Model):
-    """Addresses in use and free, per family."""
-
-    assignedIPv4: int = Field(default=0, ge=0)
-    availableIPv4: int = Field(default=0, ge=0)
-    assignedIPv6: int = Field(default=0, ge=0)
-    availableIPv6: int = Field(default=0, ge=0)
-    conditions: tuple[Condition, ...] = ()
-
-
-class PeerSession(Model):
-    """One node's session to the peer."""
-
-    node: str
-    state: Literal["Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established", "Unknown"]
-    prefixes: int = Field(default=0, ge=0, description="Prefixes announced on this session.")
-
-
-class BGPPeerStatus(Model):
-    """Session state summed over nodes, and per node."""
-
-    state: str = Field(default="", description="Established on every node, or e.g. '2/3 Established'.")
-    sessions: tuple[PeerSession, ...] = ()
-    conditions: tuple[Condition, ...] = ()
-
-
-class TenantStatus(Model):
-    """Addresses the tenant's services hold against its quota."""
-
-    used: int = Field(default=0, ge=0)
-    quota: int | None = Field(default=None, ge=0)
-    conditions: tuple[Condition, ...] = ()
-
-
-class AdvertisementStatus(Model):
-    """How many addresses the advertisement currently selects."""
-
-    addresses: int = Field(default=0, ge=0)
-    conditions: tuple[Condition, ...] = ()
 
 
 # --- resources ---------------------------------------------------------------------------
@@ -476,6 +371,7 @@ class BGPAdvertisement(Resource):
 class Community(Resource):
     KIND = "Community"
     PLURAL = "communities"
+    STATUS = ValidityStatus
     kind: Literal["Community"] = "Community"
     spec: CommunitySpec
 
@@ -486,6 +382,13 @@ class Tenant(Resource):
     STATUS = TenantStatus
     kind: Literal["Tenant"] = "Tenant"
     spec: TenantSpec
+
+
+class BFDProfile(Resource):
+    KIND = "BFDProfile"
+    PLURAL = "bfdprofiles"
+    kind: Literal["BFDProfile"] = "BFDProfile"
+    spec: BFDProfileSpec  # ironlb.bfd: the fields and their rules
 
 
 #: Every custom resource kind, by ``kind``.
@@ -505,3 +408,4 @@ _register(L2Advertisement)
 _register(BGPAdvertisement)
 _register(Community)
 _register(Tenant)
+_register(BFDProfile)

@@ -16,6 +16,26 @@ from collections.abc import Sequence
 import ironlb_cli
 from ironlb.errors import ConfigError, IronLBError
 
+#: Top-level modules that only the ``pulumi`` extra installs (pyproject.toml; the agent image has
+#: none of them), plus our own packages that need them: a command that reaches one without the
+#: extra says how to get it (tests/test_packaging.py keeps this set and the extra in step).
+PULUMI_SIDE = frozenset(
+    {"pulumi", "pulumi_kubernetes", "grpc", "google"}  # the SDKs (google: protobuf)
+    | {"cryptography", "kubernetes_validate", "jsonschema", "referencing"}  # stack secrets, render checks
+    | {"components"}  # ours, absent from the agent image
+)
+
+
+def describe(exc: Exception, command: str | None) -> str:
+    """The one-line message for an unexpected error (a missing Pulumi side says what to install)."""
+    missing = exc.name.partition(".")[0] if isinstance(exc, ModuleNotFoundError) and exc.name else ""
+    if missing in PULUMI_SIDE:
+        return (
+            f"`ironlb {command}` needs IronLB's Pulumi side (module {missing!r} is not installed): "
+            "pip install 'ironlb[pulumi]'"
+        )
+    return f"{type(exc).__name__}: {exc} (run with --debug for details)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -55,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        print(f"error: {describe(exc, args.command)}", file=sys.stderr)
         return 1
 
 

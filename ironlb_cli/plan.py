@@ -1,21 +1,31 @@
 """``ironlb plan --stack NAME``: what a stack gives every service, before anything is applied.
 
 Reads the stack file exactly as the Pulumi program does (``components.stackconfig``),
-parses it with the shared schema, and runs the allocator (``ironlb.ipam.allocate_all``)
-over its services.  Prints tenants (namespaces, pools, quota and use), pools (capacity
-and use per family), BGP peers, advertisements, and each service with the addresses it
-gets or the reason it gets none.  A tenant stack is planned against the pools its
+parses it with the shared schema, and predicts every Service's addresses
+(``ironlb_cli.planning``): addresses the cluster already holds (``--live FILE`` from
+``ironlb status --export``, or ``--from-cluster`` with a read-only kubeconfig) are kept
+and marked *live*; the rest are *predicted*, in an order that does not depend on the
+stack file's list order.  Prints tenants (namespaces, pools, quota and use), pools
+(capacity and use per family), BGP peers, advertisements, and each service with its
+addresses or the reason it gets none.  A tenant stack is planned against the pools its
 platform stack grants it.
+
+``--diff BASE`` (a git revision, a stack file, or a plan saved with ``--format json``)
+shows what the change does instead: Services, pools, peers, tenants and advertisements
+added, removed or changed (``ironlb_cli.plandiff``); the base's Services keep their
+addresses, so a Service the change adds never moves another.  This is what the PR
+comment shows.
 
 ``--format markdown`` writes GitHub tables (for ``$GITHUB_STEP_SUMMARY``); ``--format
 json`` is for scripts.  Exit 1 with the schema's messages when the stack is invalid;
-with ``--strict``, exit 3 when any service would get no address.
+exit 3 when any service would get no address, unless ``--allow-unassigned``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,17 +40,28 @@ class Table:
     rows: list[tuple[str, ...]]
 
 
-def build_plan(stack: str, stacks_dir: Path) -> dict[str, Any]:
-    """The plan as a JSON-able dict (raises ConfigError on invalid config)."""
+def build_plan(
+    stack: str,
+    stacks_dir: Path,
+    *,
+    live: Mapping[str, tuple[str, ...]] | None = None,
+    base: Mapping[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
+    """The plan as a JSON-able dict (raises ConfigError on invalid config).
+
+    ``live``: addresses the cluster holds (kept, marked live); ``base``: addresses the
+    base revision's plan gave its Services (kept for Services not live)."""
     from components.offline import load_stack
-    from ironlb.ipam import Allocator, allocate_all
+    from ironlb.ipam import Allocator
+    from ironlb_cli.planning import predict
 
     try:
         loaded = load_stack(stack, stacks_dir)
     except FileNotFoundError as exc:
         raise IronLBError(str(exc)) from None
     config = loaded.config
-    assignments, errors = allocate_all(config)
+    prediction = predict(config, live, base)
+    assignments, errors = prediction.assignments, prediction.errors
     allocator = Allocator(config, assignments.values())
     usage = allocator.usage()
     tenant_use = allocator.tenant_usage()
@@ -107,6 +128,8 @@ def build_plan(stack: str, stacks_dir: Path) -> dict[str, Any]:
                 "service": request.key,
                 "addresses": list(got.addresses) if got else [],
                 "pools": sorted({a.pool for a in got.ips}) if got else [],
+                "origin": dict(prediction.origin.get(request.key, {})),
+                "dropped": list(prediction.dropped.get(request.key, ())),
                 "error": err.message if err else None,
                 "reason": err.reason if err else None,
             }
@@ -176,7 +199,11 @@ def tables(plan: dict[str, Any]) -> list[Table]:
             [
                 (
                     s["service"],
-                    dash(", ".join(s["addresses"])),
+                    dash(
+                        ", ".join(
+                            f"{ip} ({s.get('origin', {}).get(ip, 'predicted')})" for ip in s["addresses"]
+                        )
+                    ),
                     dash(", ".join(s["pools"])),
                     "ok" if not s["error"] else f"{s['reason']}: {s['error']}",
                 )
@@ -216,28 +243,80 @@ def format_text(plan: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _live(args: argparse.Namespace) -> Mapping[str, tuple[str, ...]] | None:
+    from ironlb_cli import livestate
+
+    if args.live:
+        return livestate.read_export(Path(args.live))
+    if args.from_cluster:
+        return livestate.from_cluster(args.kubeconfig, args.context)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ironlb_cli.render import default_stacks_dir
 
-    plan = build_plan(args.stack, Path(args.stacks_dir) if args.stacks_dir else default_stacks_dir())
-    if args.format == "json":
-        print(json.dumps(plan, indent=2, sort_keys=True))
+    stacks_dir = Path(args.stacks_dir) if args.stacks_dir else default_stacks_dir()
+    live = _live(args)
+    unassigned_exit = 0 if args.allow_unassigned else 3
+    if args.diff:
+        from ironlb_cli import plandiff
+
+        base = plandiff.load_base(args.diff, args.stack, stacks_dir, lambda s, d: build_plan(s, d, live=live))
+        held = {s["service"]: tuple(s["addresses"]) for s in base["services"] if s.get("addresses")}
+        plan = build_plan(args.stack, stacks_dir, live=live, base=held)
+        changes = plandiff.diff({**base, "label": args.diff}, plan)
+        if args.format == "json":
+            print(json.dumps({"diff": changes, "plan": plan}, indent=2, sort_keys=True))
+        else:
+            markdown = args.format == "markdown"
+            print(plandiff.format_diff(changes, markdown=markdown), end="")
+            if markdown:
+                full = format_text(plan, markdown=True)
+                print(f"\n<details><summary>Full plan</summary>\n\n{full}\n</details>")
     else:
-        print(format_text(plan, markdown=args.format == "markdown"), end="")
-    if args.strict and any(s["error"] for s in plan["services"]):
-        return 3
-    return 0
+        plan = build_plan(args.stack, stacks_dir, live=live)
+        if args.format == "json":
+            print(json.dumps(plan, indent=2, sort_keys=True))
+        else:
+            print(format_text(plan, markdown=args.format == "markdown"), end="")
+    return unassigned_exit if any(s["error"] for s in plan["services"]) else 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "plan",
-        help="show tenants, pools, peers and the address every service would get (offline)",
+        help="show tenants, pools, peers and the address every service would get, or what a change does",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stack", required=True, help="stack name (stacks/Pulumi.<stack>.yaml)")
     parser.add_argument("--stacks-dir", help="directory holding the stack files (default: ./stacks)")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
-    parser.add_argument("--strict", action="store_true", help="exit 3 when a service would get no address")
+    parser.add_argument(
+        "--diff",
+        metavar="BASE",
+        help="show the change against BASE: a git revision, a stack file, or a plan saved with --format json",
+    )
+    live = parser.add_mutually_exclusive_group()
+    live.add_argument(
+        "--live", metavar="FILE", help="addresses the cluster holds, from `ironlb status --export FILE`"
+    )
+    live.add_argument(
+        "--from-cluster",
+        action="store_true",
+        help="read the addresses the cluster holds (needs only get/list on services)",
+    )
+    parser.add_argument(
+        "--kubeconfig", help="with --from-cluster: kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
+    parser.add_argument(
+        "--context", help="with --from-cluster: kubeconfig context (default: the current one)"
+    )
+    parser.add_argument(
+        "--allow-unassigned",
+        action="store_true",
+        help="exit 0 even when a service would get no address (default: exit 3)",
+    )
+    parser.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the default since 0.2
     parser.set_defaults(func=run)

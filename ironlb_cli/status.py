@@ -2,12 +2,14 @@
 
 Two places to ask:
 
-- ``--url http://NODE:7472`` -- one agent's ``/status`` (standalone mode, the demo): the
-  plan's cluster-wide ownership table plus that agent's shells (per-address state,
+- ``--url http://127.0.0.1:7950`` -- one speaker's ``/status`` (standalone mode, the demo,
+  or on a node whose speaker has ``status.enabled``; it listens on loopback by default): the
+  plan's cluster-wide ownership table plus that speaker's shells (per-address state,
   conflicts found by probing the LAN, BGP sessions);
-- ``--kube`` (default when no URL is given) -- the cluster: every Service IronLB serves,
-  with what the controller recorded (``ironlb.io/allocated-ips``) and published
-  (``ironlb.io/announcements`` and the ``ironlb.io/Announced`` condition).
+- the cluster (default when no URL is given): every Service IronLB serves, with what the
+  controller recorded (``ironlb.io/allocated-ips``) and published from the speakers'
+  NodeStates (``ironlb.io/announcements``, with any address conflict, and the
+  ``ironlb.io/Announced`` condition).
 
 The table: SERVICE, IP, MODE, NODES, STATE, CONFLICT, WHY.  ``--ip`` narrows it to one
 address; ``--json`` prints the rows for scripts.
@@ -33,12 +35,17 @@ COLUMNS = ("SERVICE", "IP", "MODE", "NODES", "STATE", "CONFLICT", "WHY")
 
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="which node announces each address, how and why")
-    p.add_argument("--url", help="an agent's HTTP endpoint, e.g. http://10.0.0.2:7472 (reads /status)")
-    p.add_argument("--server", help="Kubernetes API server URL without credentials (labs, tests)")
+    p.add_argument("--url", help="a speaker's /status endpoint, e.g. http://127.0.0.1:7950 (off by default)")
+    p.add_argument("--server", help="API server URL that needs no credentials (e.g. `kubectl proxy`)")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("--ip", help="show only this address")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer (default 5)")
+    p.add_argument(
+        "--export",
+        metavar="FILE",
+        help="write the addresses IronLB's Services hold to FILE, for `ironlb plan --live FILE`",
+    )
     p.set_defaults(func=run)
 
 
@@ -122,14 +129,16 @@ def rows_from_services(services: Iterable[Mapping[str, Any]]) -> list[dict[str, 
                 )
             for r in mine:
                 nodes = [str(n) for n in r.get("nodes") or ()]
+                found = [c for c in r.get("conflicts") or () if isinstance(c, Mapping)]
                 rows.append(
                     {
                         "SERVICE": key,
                         "IP": ip,
-                        "MODE": str(r.get("mode")),
+                        "MODE": str(r.get("mode") or "-"),
                         "NODES": ",".join(nodes) or "-",
                         "STATE": "announced" if nodes else "not announced",
-                        "CONFLICT": "-",
+                        "CONFLICT": ", ".join(f"{c.get('mac')} seen by {c.get('node')}" for c in found)
+                        or "-",
                         "WHY": str(r.get("reason", "")),
                     }
                 )
@@ -175,6 +184,15 @@ async def fetch_services(server: str | None, kubeconfig: str | None, timeout: fl
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export:
+        from pathlib import Path
+
+        from ironlb_cli.livestate import export_document
+
+        doc = export_document(asyncio.run(fetch_services(args.server, args.kubeconfig, args.timeout)))
+        Path(args.export).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        print(f"wrote the addresses of {len(doc['services'])} Services to {args.export}")
+        return 0
     if args.url:
         rows = rows_from_agent(fetch_agent(args.url, args.timeout))
     else:

@@ -25,6 +25,7 @@ from ironlb.config import Config, parse
 from ironlb.crds import crd_manifests
 from ironlb.errors import ConfigError, Issue
 from ironlb.ipam import allocate_all
+from ironlb.metallb import foreign_issues
 
 
 def register(subparsers: Any) -> None:
@@ -134,10 +135,13 @@ def check_files(
     def show(issues: list[Issue]) -> list[str]:
         return [_where(i, origins, many) for i in issues]
 
+    foreign, docs = foreign_issues(docs)  # MetalLB objects are reported, never silently skipped
     try:
         config = parse(docs)
     except ConfigError as exc:
-        return None, problems + show(exc.issues), show(exc.warnings)
+        return None, problems + show(foreign) + show(exc.issues), show(exc.warnings)
+    if foreign:
+        return None, problems + show(foreign), show(list(config.warnings))
     if problems:
         return None, problems, show(list(config.warnings))
     return config, [], show(list(config.warnings))
@@ -169,4 +173,3 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_crds(args: argparse.Namespace) -> int:
     sys.stdout.write(yaml.safe_dump_all(crd_manifests(), sort_keys=False, width=100))
     return 0
-

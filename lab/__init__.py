@@ -42,8 +42,13 @@ then kills whatever else is left in each namespace (``ip netns pids``) before de
 
 Client-side probes (arping, ``ip neigh``, TCP "which node answered") live in
 :mod:`lab.probe`; starting agents on a standalone manifest directory in :mod:`lab.agents`.
+
+``Lab(nodes, topology=Topology(...))`` builds another addressing (LAN prefixes, several
+routers, the nodes' interface name, AnyIP prefixes, extra LAN hosts); :mod:`lab.cluster`
+derives one from a rendered stack and deploys that install whole (cluster mode), with the
+Kubernetes API stand-in of :mod:`lab.apiserver`.
 """
 
-from lab.netns import HOSTS_FIXED, VIP_PORT, VIP_V4_NET, VIP_V6_NET, Lab, LabError
+from lab.netns import HOSTS_FIXED, VIP_PORT, VIP_V4_NET, VIP_V6_NET, Lab, LabError, Topology
 
-__all__ = ["HOSTS_FIXED", "VIP_PORT", "VIP_V4_NET", "VIP_V6_NET", "Lab", "LabError"]
+__all__ = ["HOSTS_FIXED", "VIP_PORT", "VIP_V4_NET", "VIP_V6_NET", "Lab", "LabError", "Topology"]

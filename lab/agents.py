@@ -166,6 +166,10 @@ class Agents:
             self.membership,
             "--poll-interval",
             "0.1",
+            "--run-dir",  # each agent its own (its BIRD's control socket), never the host's /run/ironlb
+            str(self.lab.workdir / f"run-{node}"),
+            "--secrets-dir",
+            str(self.lab.workdir / "secrets"),
         ]
         if self.membership == "gossip":
             argv += ["--membership-key", str(self.key)]

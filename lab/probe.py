@@ -6,8 +6,11 @@ All probes run inside a lab namespace through :meth:`lab.Lab.run`, with bounded 
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from lab.netns import VIP_PORT, Lab, LabError
@@ -40,6 +43,38 @@ def neigh_mac(lab: Lab, host: str, ip: str, dev: str = "eth0") -> str | None:
     out = lab.run(host, "ip", "neigh", "show", ip, "dev", dev, check=False).stdout
     found = re.search(r"lladdr ([0-9a-f:]{17})", out)
     return found.group(1) if found else None
+
+
+class NeighWatch:
+    """Every change of ``host``'s neighbour entries (``ip monitor neigh``) while it runs.
+
+    ``macs(ip)`` lists the link-layer addresses the entry for ``ip`` took, in order: a
+    neighbour entry that "never flips" shows one MAC (or none).
+    """
+
+    def __init__(self, lab: Lab, host: str) -> None:
+        self.lab, self.name = lab, f"neighwatch-{host}-{time.monotonic_ns()}"
+        self.proc: subprocess.Popen[bytes] = lab.spawn(host, ["ip", "monitor", "neigh"], name=self.name)
+        time.sleep(0.2)  # let it subscribe before the caller acts
+
+    def stop(self) -> None:
+        self.lab.stop(self.proc, signal.SIGTERM, timeout=5)
+
+    def macs(self, ip: str) -> list[str]:
+        out = []
+        for line in self.lab.log(self.name).splitlines():
+            words = line.split()
+            if words and words[0] == ip and "lladdr" in words:
+                out.append(words[words.index("lladdr") + 1].lower())
+        return out
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MiB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise LabError(f"no VmRSS for pid {pid}")
 
 
 def who_serves(lab: Lab, host: str, ip: str, port: int = VIP_PORT, timeout: float = 2) -> str | None:

@@ -1,13 +1,15 @@
 """The lab's "who am I" server: accept TCP on every address (VIPs arrive via AnyIP) and
 reply with this node's name, so a client can tell which node it reached.
 
-Run: ``python -m lab.vipserver --name node1 --port 8080`` (one dual-stack socket).
+Run: ``python -m lab.vipserver --name node1 --port 8080 [--port 443 ...]`` (one dual-stack
+socket per port, each served by its own thread).
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
+import threading
 
 
 def serve(name: str, port: int) -> None:
@@ -30,9 +32,12 @@ def serve(name: str, port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True)
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, action="append", help="TCP port (repeatable; default 8080)")
     args = parser.parse_args()
-    serve(args.name, args.port)
+    ports = args.port or [8080]
+    for port in ports[1:]:
+        threading.Thread(target=serve, args=(args.name, port), daemon=True).start()
+    serve(args.name, ports[0])
 
 
 if __name__ == "__main__":

@@ -1,40 +1,73 @@
-"""The speaker process on loopback (no namespaces): start, acks, diffs, files, no orphans.
+"""The BIRD process and the BGP shell on this host (no namespaces, no peer): lifecycle and files.
 
-The session points at a closed port on 127.0.0.1, so it never establishes; everything
-here is about the process and its API, which do not need a peer.
+Sessions point at a closed port on 127.0.0.1, so they never establish; everything here is
+about the process, its files and its configuration, which need no peer.  Every test gets a
+private run directory and, after it, checks that no BIRD started from it is still running
+and removes the directory: the suite leaves no process and no temporary directory behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.announcements import BGPRoute, BGPSession, Plan
-from agent.bgp import api
+from agent.bgp import birdconf
+from agent.bgp.birdconf import Peering
 from agent.bgp.settings import BGPSettings
 from agent.bgp.shell import BGPShell, wanted_routes
 from agent.bgp.speaker import Speaker, SpeakerError
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD 2 is not installed (scripts/setup)"),
+]
+
+PASSWORD = "s3cret-pw-never-shown"
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def processes_using(path: Path) -> list[int]:
+    """PIDs whose command line mentions ``path`` (a BIRD started from that run directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(path).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ironlb-test-bgp-"))
+    try:
+        yield path
+        deadline = time.monotonic() + 5
+        while processes_using(path):
+            assert time.monotonic() < deadline, f"processes left running from {path}: {processes_using(path)}"
+            time.sleep(0.05)
+    finally:
+        for pid in processes_using(path):  # only what this test started, by PID
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def session(**kw: object) -> BGPSession:
-    base: dict[str, object] = dict(
+    base = BGPSession(
         name="tor",
         peer_address="127.0.0.1",
         peer_asn=64512,
@@ -42,102 +75,121 @@ def session(**kw: object) -> BGPSession:
         router_id="10.0.0.11",
         source_address="127.0.0.1",
         hold_time=3,
-        peer_port=closed_port(),
+        keepalive_time=1,
+        peer_port=1,
         next_hops=("127.0.0.1", "::1"),
     )
-    return BGPSession(**{**base, **kw})  # type: ignore[arg-type]
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def settings(run_dir: Path, **kw: object) -> BGPSettings:
+    return dataclasses.replace(BGPSettings(run_dir=run_dir, listen_port=17900 + os.getpid() % 97), **kw)  # type: ignore[arg-type]
+
+
+def config(run_dir: Path, *peerings: Peering) -> str:
+    return birdconf.render(
+        "n1", list(peerings) or [Peering(session())], listen_port=settings(run_dir).listen_port
+    )
 
 
 def alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
 
 
-def wait_gone(pid: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(pid):
-        assert time.monotonic() < deadline, f"process {pid} still alive after {timeout} s"
-        time.sleep(0.02)
-
-
-async def test_speaker_starts_acknowledges_and_stops(tmp_path: Path) -> None:
-    sp = Speaker(session(), BGPSettings(run_dir=tmp_path), password="s3cret-pw")
-    await sp.start()
+async def test_bird_starts_on_the_config_and_stops_leaving_nothing(run_dir: Path) -> None:
+    sp = Speaker(settings(run_dir))
+    await sp.start(config(run_dir, Peering(session(), {}, password=PASSWORD)))
     try:
-        assert sp.proc is not None
+        assert sp.proc is not None and sp.running
         pid = sp.proc.pid
-        (private,) = tmp_path.glob("ironlb-bgp-*")
+        private = run_dir / "bgp"
         assert private.stat().st_mode & 0o777 == 0o700
-        assert not (private / "exabgp.conf").exists(), "the config (with the password) is gone once parsed"
-        assert b"s3cret-pw" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-        routes = {f"10.9.0.{i}/32": api.Route(f"10.9.0.{i}/32", "127.0.0.1") for i in range(1, 4)}
-        await sp.set_routes(routes)  # returns only once ExaBGP acked
-        assert sp.counters["commands"] == 1 and sp.counters["command_errors"] == 0
-        await sp.set_routes({k: v for k, v in routes.items() if k != "10.9.0.1/32"})
-        assert sp.counters["prefixes_withdrawn"] == 1 and sp.counters["commands"] == 2
-        await sp.set_routes({k: v for k, v in routes.items() if k != "10.9.0.1/32"})
-        assert sp.counters["commands"] == 2, "an unchanged route set sends nothing"
-        status = sp.status()
-        assert status["state"] in ("connect", "starting") and status["prefixes"] == 2
-        assert status["prefixes_sent"] == 0, "nothing is sent while the session is down"
+        assert sorted(p.name for p in private.iterdir()) == ["bird.ctl", "lock"], (
+            "the config is gone once parsed"
+        )
+        assert PASSWORD.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert PASSWORD.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+        assert os.getpgid(pid) == pid, "BIRD runs in its own process group"
+        await sp.refresh()
+        assert birdconf.protocol_name("tor") in sp.protocols
     finally:
         await sp.stop()
-    wait_gone(pid)
-    assert not list(tmp_path.glob("ironlb-bgp-*")), "the private directory is removed"
+    assert not alive(pid) and not (run_dir / "bgp").exists()
     assert sp.status()["state"] == "stopped"
 
 
-async def test_a_dead_speaker_is_restarted_and_keeps_its_routes(tmp_path: Path) -> None:
-    sp = Speaker(session(), BGPSettings(run_dir=tmp_path))
-    await sp.start()
+async def test_a_second_agent_on_the_same_run_dir_is_refused(run_dir: Path) -> None:
+    first, second = Speaker(settings(run_dir)), Speaker(settings(run_dir))
+    await first.start(config(run_dir))
     try:
-        await sp.set_routes({"10.9.0.1/32": api.Route("10.9.0.1/32", "127.0.0.1")})
+        with pytest.raises(SpeakerError, match="is in use by another agent"):
+            await second.start(config(run_dir))
+        assert first.running and (run_dir / "bgp" / "bird.ctl").exists(), "the first one is untouched"
+    finally:
+        await first.stop()
+
+
+async def test_a_rejected_configuration_leaves_the_running_one(run_dir: Path) -> None:
+    sp = Speaker(settings(run_dir))
+    await sp.start(config(run_dir))
+    try:
+        with pytest.raises(SpeakerError, match="BIRD rejected the configuration"):
+            await sp.configure(config(run_dir) + "protocol nonsense {\n")
+        await sp.refresh()
+        assert birdconf.protocol_name("tor") in sp.protocols and sp.counters["reconfigure_errors"] == 1
+        await sp.configure(config(run_dir, Peering(session(name="b"))))
+        await sp.refresh()
+        assert (
+            birdconf.protocol_name("b") in sp.protocols and birdconf.protocol_name("tor") not in sp.protocols
+        )
+    finally:
+        await sp.stop()
+
+
+async def test_a_dead_bird_is_restarted_on_the_latest_configuration(run_dir: Path) -> None:
+    sp = Speaker(settings(run_dir))
+    await sp.start(config(run_dir))
+    try:
+        await sp.configure(config(run_dir, Peering(session(name="latest"))))
         assert sp.proc is not None
         first = sp.proc.pid
         os.killpg(first, signal.SIGKILL)
         deadline = time.monotonic() + 15
-        while sp.counters["commands"] < 2:  # the routes are announced again to the new process
+        while not (sp.running and sp.counters["starts"] == 2 and sp.ctl is not None):
             assert time.monotonic() < deadline, f"not restarted: {sp.status()}"
             await asyncio.sleep(0.05)
-        assert sp.counters["starts"] == 2 and sp.proc is not None and sp.proc.pid != first
-        assert sp.routes, "the speaker still holds its routes"
-        assert sp.last_error, "the speaker says what went wrong"
+        assert sp.proc.pid != first and "BIRD exited" in sp.last_error
+        await sp.refresh()
+        assert birdconf.protocol_name("latest") in sp.protocols
     finally:
         await sp.stop()
 
 
-async def test_a_broken_speaker_reports_why(tmp_path: Path) -> None:
-    sp = Speaker(
-        session(),
-        BGPSettings(
-            run_dir=tmp_path,
-            start_timeout=5,
-            command_prefix=(sys.executable, "-c", "import sys; sys.exit(3)"),
-        ),
-    )
-    with pytest.raises(SpeakerError, match='BGPPeer "tor": ExaBGP did not start'):
-        await sp.start()
-    assert not list(tmp_path.glob("ironlb-bgp-*"))
+async def test_a_missing_bird_is_reported(run_dir: Path) -> None:
+    sp = Speaker(settings(run_dir, bird="/nonexistent/bird"))
+    with pytest.raises(SpeakerError, match="cannot run /nonexistent/bird"):
+        await sp.start(config(run_dir))
+    assert sp.state == "stopped" and not (run_dir / "bgp").exists()
 
 
-def test_the_speaker_dies_with_the_agent(tmp_path: Path) -> None:
-    """SIGKILL the process holding a Speaker: ExaBGP must not outlive it (PDEATHSIG)."""
+def test_bird_dies_with_the_agent_and_the_next_agent_cleans_up(run_dir: Path) -> None:
+    """SIGKILL the process holding a Speaker: BIRD must not outlive it (parent-death signal)."""
     script = textwrap.dedent(f"""
-        import asyncio, sys
+        import asyncio, pathlib
         from agent.bgp.speaker import Speaker
         from agent.bgp.settings import BGPSettings
+        from agent.bgp import birdconf
         from agent.announcements import BGPSession
         async def main():
-            sp = Speaker(BGPSession(name="tor", peer_address="127.0.0.1", peer_asn=1, local_asn=2,
-                                    router_id="10.0.0.1", peer_port={closed_port()}),
-                         BGPSettings(run_dir=__import__("pathlib").Path({str(tmp_path)!r})))
-            await sp.start()
+            port = {settings(run_dir).listen_port}
+            s = BGPSettings(run_dir=pathlib.Path({str(run_dir)!r}), listen_port=port)
+            sp = Speaker(s)
+            sess = BGPSession(name="tor", peer_address="127.0.0.1", peer_asn=1, local_asn=2,
+                              router_id="10.0.0.1", peer_port=1, next_hops=("127.0.0.1",))
+            await sp.start(birdconf.render("n1", [birdconf.Peering(sess)], listen_port=s.listen_port))
             print(sp.proc.pid, flush=True)
             await asyncio.sleep(60)
         asyncio.run(main())
@@ -147,93 +199,111 @@ def test_the_speaker_dies_with_the_agent(tmp_path: Path) -> None:
     )
     try:
         assert agent.stdout is not None
-        exabgp_pid = int(agent.stdout.readline())
-        assert alive(exabgp_pid)
+        bird_pid = int(agent.stdout.readline())
+        assert alive(bird_pid)
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(5)
-        wait_gone(exabgp_pid)
         deadline = time.monotonic() + 5
-        while list(tmp_path.glob("ironlb-bgp-*")):
-            assert time.monotonic() < deadline, "the speaker removes its private directory itself"
+        while alive(bird_pid):
+            assert time.monotonic() < deadline, "BIRD outlived the agent"
             time.sleep(0.02)
     finally:
         if agent.poll() is None:
             os.killpg(agent.pid, signal.SIGKILL)
             agent.wait(5)
+    assert (run_dir / "bgp" / "bird.ctl").exists(), (
+        "a killed agent leaves its socket (in its memory-backed runDir)"
+    )
+
+    async def next_agent() -> None:
+        sp = Speaker(settings(run_dir))
+        await sp.start(config(run_dir))
+        assert sorted(p.name for p in (run_dir / "bgp").iterdir()) == ["bird.ctl", "lock"]
+        await sp.stop()
+
+    asyncio.run(next_agent())
 
 
-async def test_shell_restarts_only_the_session_that_changed(tmp_path: Path) -> None:
-    shell = BGPShell("n1", BGPSettings(run_dir=tmp_path, secrets_dir=tmp_path / "secrets"))
+# --- the shell -------------------------------------------------------------------------------
+
+
+async def test_the_shell_reloads_only_on_change_and_counts_session_restarts(run_dir: Path) -> None:
+    shell = BGPShell("n1", settings(run_dir, secrets_dir=run_dir / "secrets"))
     a, b = session(name="a"), session(name="b")
     route = BGPRoute("10.9.0.1/32", ("a", "b"))
     try:
         await shell.apply(Plan(node="n1", bgp=(route,), bgp_sessions=(a, b)))
-        pids = {n: s.proc.pid for n, s in shell.speakers.items() if s.proc}
-        assert set(pids) == {"a", "b"}
-        from dataclasses import replace
-
-        await shell.apply(Plan(node="n1", bgp=(route,), bgp_sessions=(a, replace(b, hold_time=9))))
-        assert shell.speakers["a"].proc is not None and shell.speakers["a"].proc.pid == pids["a"]
-        assert shell.speakers["b"].proc is not None and shell.speakers["b"].proc.pid != pids["b"]
-        assert shell.counters["session_restarts"] == 1
+        pid = shell.speaker.proc.pid if shell.speaker.proc else None
+        await shell.apply(Plan(node="n1", bgp=(route,), bgp_sessions=(a, b)))
+        assert shell.speaker.counters["reconfigures"] == 0, "an unchanged plan sends BIRD nothing"
+        await shell.apply(
+            Plan(node="n1", bgp=(route,), bgp_sessions=(a, dataclasses.replace(b, hold_time=9)))
+        )
+        assert shell.speaker.counters["reconfigures"] == 1 and shell.counters["session_restarts"] == 1
         await shell.apply(Plan(node="n1", bgp=(), bgp_sessions=(a,)))
-        assert set(shell.speakers) == {"a"} and shell.speakers["a"].routes == {}
-        wait_gone(pids["b"])
+        assert set(shell.sessions) == {"a"} and shell.routes == {"a": {}}
+        assert shell.speaker.proc is not None and shell.speaker.proc.pid == pid, "one BIRD throughout"
+        await shell.apply(Plan(node="n1"))
+        assert shell.speaker.state == "stopped", "no session left: BIRD is stopped"
+        assert shell.status()["sessions"] == {}
     finally:
         await shell.close()
-    assert shell.speakers == {}
-    wait_gone(pids["a"])
 
 
-async def test_shell_reports_a_missing_password_file(tmp_path: Path) -> None:
-    shell = BGPShell("n1", BGPSettings(run_dir=tmp_path, secrets_dir=tmp_path / "secrets"))
-    with pytest.raises(SpeakerError, match=r'BGPPeer "tor": passwordSecretRef auth/pw: cannot read'):
-        await shell.apply(Plan(node="n1", bgp_sessions=(session(password_ref=("auth", "pw")),)))
-    assert shell.status()["sessions"]["tor"]["state"] == "failed"
-    (tmp_path / "secrets" / "auth").mkdir(parents=True)
-    (tmp_path / "secrets" / "auth" / "pw").write_text("hunter2\n")
+async def test_the_shell_reports_a_missing_or_bad_password_and_keeps_a_known_one(run_dir: Path) -> None:
+    shell = BGPShell("n1", settings(run_dir, secrets_dir=run_dir / "secrets"))
+    s = session(password_ref=("auth", "pw"))
     try:
-        await shell.apply(Plan(node="n1", bgp_sessions=(session(password_ref=("auth", "pw")),)))
+        with pytest.raises(SpeakerError, match=r'BGPPeer "tor": passwordSecretRef auth/pw: cannot read'):
+            await shell.apply(Plan(node="n1", bgp_sessions=(s,)))
+        assert shell.status()["sessions"]["tor"]["state"] == "failed"
+        (run_dir / "secrets" / "auth").mkdir(parents=True)
+        (run_dir / "secrets" / "auth" / "pw").write_text(PASSWORD + "\n")
+        await shell.apply(Plan(node="n1", bgp_sessions=(s,)))
         assert shell.status()["sessions"]["tor"]["state"] != "failed"
-        assert "hunter2" not in repr(shell.status())
+        (run_dir / "secrets" / "auth" / "pw").write_text('x"bad-pw-never-shown')
+        with pytest.raises(SpeakerError, match="may not contain double quotes"):
+            await shell.apply(Plan(node="n1", bgp_sessions=(s,)))
+        assert "tor" in shell.sessions, "the session keeps the password it had"
+        assert PASSWORD not in repr(shell.status()) and "bad-pw-never-shown" not in repr(shell.status())
     finally:
         await shell.close()
 
 
-def test_routes_get_the_next_hop_of_their_family() -> None:
+async def test_the_shell_writes_nowhere_but_its_run_dir(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No temporary directories (the ExaBGP speaker left one per session): only <runDir>/bgp, removed."""
+    scratch = run_dir / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    shell = BGPShell("n1", settings(run_dir))
+    await shell.apply(Plan(node="n1", bgp=(BGPRoute("10.9.0.1/32", ("tor",)),), bgp_sessions=(session(),)))
+    await shell.apply(Plan(node="n1", bgp_sessions=(session(hold_time=9),)))
+    await shell.close()
+    assert list(scratch.iterdir()) == [], "nothing in the temporary directory"
+    assert [p.name for p in run_dir.iterdir()] == ["tmp"], "and <runDir>/bgp is gone"
+
+
+def test_routes_get_only_the_families_the_session_has_a_next_hop_for() -> None:
     s = session(next_hops=("10.0.0.11",))
+    mine = BGPRoute("10.9.0.1/32", ("tor", "other"), ("65000:1",), 100)
     routes, skipped = wanted_routes(
-        s,
-        (
-            BGPRoute("10.9.0.1/32", ("tor",), ("65000:1",), 100),
-            BGPRoute("fd00::1/128", ("tor",)),
-            BGPRoute("10.9.0.2/32", ("other",)),
-        ),
+        s, (mine, BGPRoute("fd00::1/128", ("tor",)), BGPRoute("10.9.0.2/32", ("other",)))
     )
-    assert routes == {"10.9.0.1/32": api.Route("10.9.0.1/32", "10.0.0.11", ("65000:1",), 100)}
+    assert routes == {"10.9.0.1/32": mine}
     assert skipped == ["fd00::1/128"]
 
 
-async def test_a_failed_restart_is_retried_until_it_works(tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    good = BGPSettings(run_dir=tmp_path, start_timeout=10)
-    sp = Speaker(session(), good)
-    await sp.start()
-    try:
-        assert sp.proc is not None
-        first = sp.proc.pid
-        sp.settings = replace(good, command_prefix=(sys.executable, "-c", "import sys; sys.exit(4)"))
-        os.killpg(first, signal.SIGKILL)
-        deadline = time.monotonic() + 15
-        while "did not start" not in sp.last_error:
-            assert time.monotonic() < deadline, f"no failed restart seen: {sp.status()}"
-            await asyncio.sleep(0.05)
-        assert sp.state == "restarting" and sp.proc is None
-        sp.settings = good
-        while sp.proc is None or sp.state == "restarting":
-            assert time.monotonic() < deadline, f"never recovered: {sp.status()}"
-            await asyncio.sleep(0.05)
-        assert sp.proc.pid != first
-    finally:
-        await sp.stop()
+def test_settings_defaults_are_pinned() -> None:
+    s = BGPSettings()
+    assert (
+        str(s.run_dir),
+        str(s.secrets_dir),
+        s.start_timeout,
+        s.stop_timeout,
+        s.bird,
+        s.listen_port,
+        s.poll_interval,
+    ) == ("/run/ironlb", "/etc/ironlb/secrets", 30.0, 3.0, "bird", 1790, 1.0)

@@ -27,7 +27,7 @@ from ironlb.config import load_objects, parse
 from ironlb.model import ANN_IPS, ANN_POOL, ANN_SHARING, LOAD_BALANCER_CLASS
 
 PASSWORD = "pa55-w0rd-never-shown"
-KEY = "membership-key-never-shown"
+KEY = "membership-key-never-shown-0123456789"  # at least 32 bytes, as the component requires
 
 
 def children(ev: Evaluation, parent_type: str, parent_name: str) -> list[Recorded]:
@@ -51,20 +51,25 @@ def test_node_agent_creates_exactly_its_children_under_itself():
     got = kinds(children(ev, "ironlb:index:NodeAgent", "ironlb"))
     crds = [
         ("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", f"ironlb-crd-{p}")
-        for p in sorted(c.PLURAL for c in model.RESOURCE_KINDS.values())
+        for p in sorted([*(c.PLURAL for c in model.RESOURCE_KINDS.values()), "nodestates"])
     ]
+    rbac = "kubernetes:rbac.authorization.k8s.io/v1"
     assert got == sorted(
         [
             *crds,
             ("kubernetes:apps/v1:DaemonSet", "ironlb-daemonset"),
+            ("kubernetes:apps/v1:Deployment", "ironlb-deployment"),
             ("kubernetes:core/v1:ConfigMap", "ironlb-config"),
             ("kubernetes:core/v1:Namespace", "ironlb-namespace"),
             ("kubernetes:core/v1:Secret", "ironlb-membership-key"),
-            ("kubernetes:core/v1:ServiceAccount", "ironlb-serviceaccount"),
-            ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "ironlb-clusterrole"),
-            ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "ironlb-clusterrolebinding"),
-            ("kubernetes:rbac.authorization.k8s.io/v1:Role", "ironlb-role"),
-            ("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "ironlb-rolebinding"),
+            ("kubernetes:core/v1:ServiceAccount", "ironlb-speaker-serviceaccount"),
+            ("kubernetes:core/v1:ServiceAccount", "ironlb-controller-serviceaccount"),
+            (f"{rbac}:ClusterRole", "ironlb-speaker-clusterrole"),
+            (f"{rbac}:ClusterRoleBinding", "ironlb-speaker-clusterrolebinding"),
+            (f"{rbac}:ClusterRole", "ironlb-controller-clusterrole"),
+            (f"{rbac}:ClusterRoleBinding", "ironlb-controller-clusterrolebinding"),
+            (f"{rbac}:Role", "ironlb-controller-role"),
+            (f"{rbac}:RoleBinding", "ironlb-controller-rolebinding"),
         ]
     )
 
@@ -82,11 +87,13 @@ def test_daemonset_is_hardened_as_documented():
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert box["securityContext"] == {
+        "runAsUser": 0,  # explicitly: the image's default user is 65532
+        "runAsGroup": 0,
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]},
     }
-    assert box["command"] == ["ironlb-agent", "--source", "kube"]
+    assert box["command"] == ["ironlb-agent"], "everything else comes from the settings file"
     assert box["image"] == "ghcr.io/ironlb/agent:0.1.0"
     assert box["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert box["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -168,7 +175,7 @@ def test_a_provider_given_to_a_component_reaches_every_child():
         agent("a", namespace="a")  # default provider, for contrast
         IpPool("p", {"addresses": ["10.1.0.0/24"]}, opts=pulumi.ResourceOptions(provider=provider))
         NodeAgent(
-            "b", {"membership_key": "k", "namespace": "b"}, opts=pulumi.ResourceOptions(providers=[provider])
+            "b", {"membership_key": KEY, "namespace": "b"}, opts=pulumi.ResourceOptions(providers=[provider])
         )
 
     ev = run_mocked(build)

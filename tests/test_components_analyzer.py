@@ -23,7 +23,14 @@ def test_every_component_is_in_the_schema(analysis):
         (
             "NodeAgent",
             {"namespace", "image", "version", "membershipKey", "nodeSelector", "tolerations"},
-            {"namespace", "serviceAccountName", "crdNames", "daemonSetName"},
+            {
+                "namespace",
+                "serviceAccountName",
+                "controllerServiceAccountName",
+                "crdNames",
+                "daemonSetName",
+                "deploymentName",
+            },
         ),
         (
             "IpPool",
@@ -57,12 +64,13 @@ def test_list_outputs_are_parameterised(analysis):
 
 
 MINIMAL = {
-    "NodeAgent": {"membership_key": "k"},
+    "NodeAgent": {"membership_key": "k" * 32},
     "IpPool": {"addresses": ["10.0.0.0/30"]},
     "BgpPeer": {"my_asn": 64512, "peer_asn": 64513, "peer_address": "10.0.0.1"},
     "L2Advertisement": {},
     "BgpAdvertisement": {},
     "Community": {"communities": {"a": "1:1"}},
+    "BfdProfile": {},
     "Tenant": {"namespaces": ["t"]},
     "LoadBalancerService": {"namespace": "a", "ports": [{"port": 80}]},
 }

@@ -1,4 +1,10 @@
-"""The agent's RBAC, verb by verb: widening it must be a reviewed change here too."""
+"""The rendered RBAC, per role, verb by verb: widening it must be a reviewed change here too.
+
+``components.rbac`` is the one table (every grant with its reason, per role);
+tests/test_kube_roles.py runs both roles against the API server with exactly these rules and
+checks every call is granted and every grant used.  Here: what is rendered, and what is
+never granted.
+"""
 
 from __future__ import annotations
 
@@ -8,36 +14,46 @@ from components import rbac
 from components.node_agent import NodeAgent
 from components.offline import manifests, run_mocked
 
-OURS = ("bgpadvertisements", "bgppeers", "communities", "ippools", "l2advertisements", "tenants")
+CONFIG = (
+    "bfdprofiles",
+    "bgpadvertisements",
+    "bgppeers",
+    "communities",
+    "ippools",
+    "l2advertisements",
+    "tenants",
+)
+LIST = ("list", "watch")
 
-#: (apiGroup, resource, verb) -> why. Every verb the agent gets, listed again on purpose.
-EXPECTED_CLUSTER = {
-    **{("ironlb.io", r, v): "read IronLB's own objects" for r in OURS for v in ("get", "list", "watch")},
-    ("ironlb.io", "ippools/status", "patch"): "report pool usage",
-    ("ironlb.io", "bgppeers/status", "patch"): "report BGP session state",
-    ("", "services", "get"): "see LoadBalancer Services",
-    ("", "services", "list"): "see LoadBalancer Services",
-    ("", "services", "watch"): "see LoadBalancer Services",
-    ("", "services", "patch"): "record the allocated-from-pool annotation",
-    ("", "services/status", "patch"): "write the assigned IP",
-    ("discovery.k8s.io", "endpointslices", "get"): "ETP=Local: nodes with ready endpoints",
-    ("discovery.k8s.io", "endpointslices", "list"): "ETP=Local: nodes with ready endpoints",
-    ("discovery.k8s.io", "endpointslices", "watch"): "ETP=Local: nodes with ready endpoints",
-    ("", "nodes", "get"): "node labels and readiness",
-    ("", "nodes", "list"): "node labels and readiness",
-    ("", "nodes", "watch"): "node labels and readiness",
-    ("", "namespaces", "get"): "namespace labels for selectors and tenants",
-    ("", "namespaces", "list"): "namespace labels for selectors and tenants",
-    ("", "namespaces", "watch"): "namespace labels for selectors and tenants",
-    ("", "events", "create"): "explain failures as Events",
-    ("", "events", "patch"): "explain failures as Events (count updates)",
-    ("events.k8s.io", "events", "create"): "the same through events.k8s.io",
-    ("events.k8s.io", "events", "patch"): "the same through events.k8s.io",
-}
-EXPECTED_NAMESPACE = {
-    ("coordination.k8s.io", "leases", "get"): "read the allocator Lease",
-    ("coordination.k8s.io", "leases", "create"): "create the allocator Lease",
-    ("coordination.k8s.io", "leases", "update"): "renew / take over the Lease (compare-and-swap)",
+#: (apiGroup, resource, verb), listed again on purpose.
+EXPECTED = {
+    "speaker": {
+        "cluster": {
+            *{("ironlb.io", r, v) for r in CONFIG for v in LIST},
+            *{("", r, v) for r in ("services", "nodes", "namespaces") for v in LIST},
+            *{("discovery.k8s.io", "endpointslices", v) for v in LIST},
+            ("ironlb.io", "nodestates", "get"),
+            ("ironlb.io", "nodestates", "create"),
+            ("ironlb.io", "nodestates/status", "patch"),
+            ("", "events", "create"),
+        },
+        "namespace": set(),
+    },
+    "controller": {
+        "cluster": {
+            *{("ironlb.io", r, v) for r in (*CONFIG, "nodestates") for v in LIST},
+            *{("", r, v) for r in ("services", "nodes", "namespaces") for v in LIST},
+            ("", "services", "patch"),
+            ("", "services/status", "patch"),
+            *{("ironlb.io", f"{r}/status", "patch") for r in CONFIG if r != "bfdprofiles"},  # no status
+            ("", "events", "create"),
+        },
+        "namespace": {
+            ("coordination.k8s.io", "leases", "create"),
+            ("coordination.k8s.io", "leases", "get"),
+            ("coordination.k8s.io", "leases", "update"),
+        },
+    },
 }
 
 
@@ -51,34 +67,53 @@ def _triples(rules):
     }
 
 
-def _rendered_rules():
-    ev = run_mocked(lambda: NodeAgent("ironlb", {"membership_key": "k"}) and None)
-    found = {m["kind"]: m for m in manifests(ev) if m["kind"] in ("ClusterRole", "Role")}
-    return found["ClusterRole"]["rules"], found["Role"]["rules"]
+def _rendered():
+    ev = run_mocked(lambda: NodeAgent("ironlb", {"membership_key": "k" * 32}) and None)
+    out = {}
+    for m in manifests(ev):
+        if m["kind"] in ("ClusterRole", "Role"):
+            role = m["metadata"]["name"].split("-")[1]  # ironlb-<role>[-<namespace>]
+            out[(role, "cluster" if m["kind"] == "ClusterRole" else "namespace")] = m["rules"]
+    return out
 
 
-def test_cluster_role_grants_exactly_the_listed_verbs():
-    cluster, _ = _rendered_rules()
-    assert _triples(cluster) == set(EXPECTED_CLUSTER)
+@pytest.mark.parametrize("role", ["speaker", "controller"])
+def test_each_role_is_granted_exactly_the_listed_verbs(role):
+    rendered = _rendered()
+    assert _triples(rendered[(role, "cluster")]) == EXPECTED[role]["cluster"]
+    assert _triples(rendered.get((role, "namespace"), [])) == EXPECTED[role]["namespace"]
 
 
-def test_namespaced_role_grants_exactly_the_listed_verbs():
-    _, role = _rendered_rules()
-    assert _triples(role) == set(EXPECTED_NAMESPACE)
+def test_the_lease_can_be_read_and_renewed_only_by_name():
+    (named,) = [r for r in _rendered()[("controller", "namespace")] if "get" in r["verbs"]]
+    assert named["resourceNames"] == ["ironlb-controller"]
+
+
+def test_only_the_controller_writes_services_and_the_speaker_writes_only_its_nodestate_and_events():
+    speaker_writes = {t for t in EXPECTED["speaker"]["cluster"] if t[2] not in ("get", "list", "watch")}
+    assert speaker_writes == {
+        ("ironlb.io", "nodestates", "create"),
+        ("ironlb.io", "nodestates/status", "patch"),
+        ("", "events", "create"),
+    }
 
 
 @pytest.mark.parametrize("resource", ["secrets", "pods", "configmaps", "*"])
-def test_agent_cannot_read_or_write(resource):
-    cluster, role = _rendered_rules()
-    assert not any(r == resource for _, r, _ in _triples(cluster) | _triples(role))
+def test_no_role_can_read_or_write(resource):
+    for rules in _rendered().values():
+        assert not any(r == resource for _, r, _ in _triples(rules))
 
 
-def test_no_wildcards_and_no_escalation_verbs():
-    cluster, role = _rendered_rules()
-    verbs = {v for _, _, v in _triples(cluster) | _triples(role)}
+def test_no_wildcards_deletes_or_escalation_verbs():
+    verbs = {v for rules in _rendered().values() for _, _, v in _triples(rules)}
     assert verbs <= {"get", "list", "watch", "create", "update", "patch"}
-    assert not {"delete", "deletecollection", "escalate", "bind", "impersonate", "*"} & verbs
 
 
-def test_every_grant_says_why():
-    assert all(g.why.strip() for g in (*rbac.CLUSTER_GRANTS, *rbac.NAMESPACE_GRANTS))
+@pytest.mark.parametrize("role", [rbac.SPEAKER, rbac.CONTROLLER])
+def test_every_grant_says_why(role):
+    assert all(len(g.why.split()) >= 4 for g in rbac.grants(role))
+
+
+def test_an_unknown_role_is_an_error():
+    with pytest.raises(ValueError, match="unknown role"):
+        rbac.grants("operator")

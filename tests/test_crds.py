@@ -12,9 +12,12 @@ import pytest
 import yaml
 
 from ironlb.crds import CEL_RULES, crd_manifests
-from ironlb.model import RESOURCE_KINDS
+from ironlb.model import RESOURCE_KINDS, Resource
+from ironlb.nodestate import REPORT_KINDS
 
 CRDS = {c["spec"]["names"]["kind"]: c for c in crd_manifests()}
+#: Configuration kinds plus the kinds agents report (NodeState): every CRD installed.
+ALL_KINDS: dict[str, type[Resource]] = {**RESOURCE_KINDS, **{c.KIND: c for c in REPORT_KINDS}}
 VALID = sorted((Path(__file__).parent / "data" / "valid").glob("*.yaml"))
 
 
@@ -33,7 +36,7 @@ def walk(node: dict[str, Any], path: str = ""):
 
 
 def test_there_is_one_crd_per_kind() -> None:
-    assert set(CRDS) == set(RESOURCE_KINDS)
+    assert set(CRDS) == set(ALL_KINDS)
 
 
 @pytest.mark.parametrize("kind", sorted(CRDS))
@@ -56,7 +59,7 @@ def test_status_subresource_and_printer_columns(kind: str) -> None:
     version = CRDS[kind]["spec"]["versions"][0]
     assert CRDS[kind]["spec"]["scope"] == "Cluster"
     assert version["additionalPrinterColumns"][-1]["name"] == "Age"
-    if RESOURCE_KINDS[kind].STATUS is not None:
+    if ALL_KINDS[kind].STATUS is not None:
         assert version["subresources"] == {"status": {}}
         assert "status" in version["schema"]["openAPIV3Schema"]["properties"]
 

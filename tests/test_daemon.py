@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import fields
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ import pytest
 
 from agent.announcements import Plan
 from agent.daemon import Daemon
-from agent.main import main, parser, settings_from_args
-from agent.settings import DaemonSettings, L2Settings, MembershipOptions, Settings, SourceSettings
+from agent.main import main, observe, parser, settings_from_args
+from agent.settings import Settings
 from agent.view import ClusterView, NodeInfo
+from ironlb.agentconfig import AgentConfig, DaemonOptions, MembershipOptions, SourceOptions
 from ironlb.config import parse
 from ironlb.errors import ConfigError
+from ironlb.ipam import Rejected
 from ironlb.service import AssignedIP, Assignment
 
 CONFIG = parse(
@@ -83,7 +86,7 @@ class FakeMembership:
         self.events: asyncio.Queue[frozenset[str]] = asyncio.Queue()
         self.stopped: list[bool] = []
 
-    def update_peers(self, peers: Mapping[str, str]) -> None:
+    def update_peers(self, peers: Mapping[str, str], ready: Collection[str] | None = None) -> None:
         self.peers = dict(peers)
 
     async def start(self) -> None: ...
@@ -99,13 +102,13 @@ class FakeMembership:
             yield await self.events.get()
 
 
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        node="n1",
-        source=SourceSettings(directory=tmp_path),
+def settings(tmp_path: Path, **daemon: Any) -> Settings:
+    config = AgentConfig(
+        source=SourceOptions(directory=tmp_path),
         membership=MembershipOptions(mode="static"),
-        daemon=DaemonSettings(status_file=tmp_path / "status.json"),
+        daemon=DaemonOptions(status_file=tmp_path / "status.json", **daemon),
     )
+    return Settings(node="n1", config=config)
 
 
 async def wait_until(cond: Any, timeout: float = 5) -> None:
@@ -137,6 +140,28 @@ async def test_replans_on_views_and_membership_changes_then_withdraws_on_cancel(
     assert member.stopped == [True], "membership leaves gracefully"
 
 
+async def test_refused_addresses_reach_the_status_file_and_metrics_and_never_a_shell(tmp_path: Path) -> None:
+    shell, source = FakeShell([], "l2"), FakeSource()
+    daemon = Daemon(settings(tmp_path), source, [shell])  # type: ignore[list-item]
+    board = observe(daemon)  # what agent.main wires
+    refused = (Rejected("10.77.0.99", "NoPool", "is in no IPPool"),)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await source.queue.put(replace(view("n1"), rejected={"ns/evil": refused}))
+        await wait_until(lambda: bool(shell.plans) and (tmp_path / "status.json").exists())
+        await wait_until(lambda: "ns/evil" in json.loads((tmp_path / "status.json").read_text())["rejected"])
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["rejected"] == {
+            "ns/evil": [{"ip": "10.77.0.99", "reason": "NoPool", "message": "is in no IPPool"}]
+        }
+        assert board.metrics.registry.get_sample_value("ironlb_rejected_addresses", {"reason": "NoPool"}) == 1
+        assert all(a.ip != "10.77.0.99" for p in shell.plans for a in p.l2)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_a_failing_shell_does_not_stop_the_others(tmp_path: Path) -> None:
     log: list[str] = []
     bad, good = FakeShell(log, "bad", fail=True), FakeShell(log, "good")
@@ -152,28 +177,6 @@ async def test_a_failing_shell_does_not_stop_the_others(tmp_path: Path) -> None:
     assert bad.closed == good.closed == 1
 
 
-def test_settings_defaults_are_pinned() -> None:
-    s = Settings(
-        node="n1", source=SourceSettings(directory=Path("/d")), membership=MembershipOptions(mode="static")
-    )
-    assert s.source == SourceSettings(kind="files", directory=Path("/d"), poll_interval=0.2)
-    assert s.l2 == L2Settings(
-        interfaces=(),
-        garp_schedule=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0),
-        probe=True,
-        probe_count=2,
-        probe_interval=0.05,
-        probe_wait=0.2,
-        conflict_retry=30.0,
-    )
-    assert s.daemon == DaemonSettings(settle=0.0, close_timeout=5.0, status_file=None)
-    assert MembershipOptions() == MembershipOptions(
-        mode="gossip", key_file=None, port=7947, interval=0.1, dead_after=4
-    )
-    for group in (SourceSettings, L2Settings, DaemonSettings, MembershipOptions, Settings):
-        assert all(f.name for f in fields(group))
-
-
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
@@ -183,13 +186,19 @@ def test_settings_defaults_are_pinned() -> None:
             id="files without --dir",
         ),
         pytest.param(["--dir", "/tmp", "--membership", "static"], "node", id="no node name"),
-        pytest.param(["--dir", "/tmp", "--node", "n1"], "membership.key_file", id="gossip without a key"),
+        pytest.param(["--dir", "/tmp", "--node", "n1"], "membership.keyFile", id="gossip without a key"),
+        pytest.param(
+            ["--dir", "/tmp", "--node", "n1", "--membership", "static", "--metrics-port", "70000"],
+            'metrics.port "70000": must be 0-65535',
+            id="a port out of range",
+        ),
     ],
 )
 def test_bad_flags_name_the_setting(argv: list[str], fragment: str) -> None:
     args = parser().parse_args(argv)
-    with pytest.raises(ConfigError, match=fragment):
-        settings_from_args(args)
+    with pytest.raises(ConfigError) as info:
+        settings_from_args(args, env={})
+    assert fragment in str(info.value)
 
 
 def test_invalid_configuration_exits_2_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,3 +212,74 @@ def test_help_works() -> None:
         [sys.executable, "-m", "agent.main", "--help"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and "--membership-key" in proc.stdout
+
+
+# --- health that means health ---------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class BlockingShell(FakeShell):
+    """A shell whose apply never returns (a hung netlink call, a wedged speaker)."""
+
+    async def apply(self, plan: Plan) -> None:
+        self.plans.append(plan)
+        await asyncio.Event().wait()
+
+
+async def test_an_idle_agent_stays_live_long_after_its_last_replan(tmp_path: Path) -> None:
+    clock = Clock()
+    shell, source = FakeShell([], "l2"), FakeSource()
+    daemon = Daemon(settings(tmp_path), source, [shell])  # type: ignore[list-item]
+    board = observe(daemon)
+    board.clock = clock
+    task = asyncio.create_task(daemon.run())
+    try:
+        assert board.readiness()[0] is False, "not ready before the first view"
+        await source.queue.put(view("n1"))
+        await wait_until(lambda: board.readiness()[0])
+        replans = daemon.replans
+        clock.t += 3600  # an hour without a single change
+        await wait_until(lambda: board.live()[0], timeout=3)  # the heartbeat ticks by itself
+        assert daemon.replans == replans, "no replan was needed to stay live"
+        assert board.readiness() == (True, "ok")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_stalled_loop_a_stuck_replan_and_a_broken_shell_fail_liveness(tmp_path: Path) -> None:
+    clock = Clock()
+    shell, source = BlockingShell([], "l2"), FakeSource()
+    daemon = Daemon(settings(tmp_path, stuck_after=30), source, [shell], clock=clock)  # type: ignore[list-item]
+    board = observe(daemon)
+    board.clock = clock
+    task = asyncio.create_task(daemon.run())
+    try:
+        await source.queue.put(view("n1"))
+        await wait_until(lambda: shell.plans)
+        board.tick()
+        assert board.live() == (True, "ok")
+        clock.t += 31
+        board.tick()
+        ok, why = board.live()
+        assert not ok and "replan has been running" in why
+        clock.t += 3600  # and now the loop itself stops ticking
+        ok, why = board.live()
+        assert not ok and "event loop stalled" in why
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    broken = FakeShell([], "bgp")
+    broken.status = lambda: {"healthy": False, "problem": "speaker process exited"}  # type: ignore[method-assign]
+    board.shells = {"BGPShell": broken}
+    board.tick()
+    assert board.live() == (False, "BGPShell: speaker process exited")

@@ -36,7 +36,7 @@ def svc(key: str, **kw: Any) -> ServiceRequest:
 
 TENANTS = [
     pool("red", "10.1.0.0/30", tenant="red"),
-    pool("shared", "10.9.0.0/30"),
+    pool("shared", "10.9.0.0/30", allowUntenanted=True),
     tenant("red", namespaces=["red-a"], maxAddresses=2),
     tenant("blue", namespaces=["blue-a"]),
 ]
@@ -192,6 +192,80 @@ CASES: list[tuple[str, list[dict[str, Any]], list[ServiceRequest], ServiceReques
     ),
     ("naming another tenant's pool is Forbidden", TENANTS, [], svc("blue-a/s", pool="red"), "Forbidden"),
     (
+        "a tenant's namespace never uses a pool admitting untenanted namespaces",
+        TENANTS,
+        [],
+        svc("red-a/s", pool="shared"),
+        "Forbidden",
+    ),
+    (
+        "an unlisted namespace gets NoTenant when no pool admits it",
+        [pool("shared", "10.9.0.0/30"), tenant("red", namespaces=["red-a"])],
+        [],
+        svc("default/s"),
+        "NoTenant",
+    ),
+    (
+        "an unlisted namespace naming a pool that does not admit it gets NoTenant",
+        [pool("shared", "10.9.0.0/30"), tenant("red", namespaces=["red-a"])],
+        [],
+        svc("default/s", pool="shared"),
+        "NoTenant",
+    ),
+    (
+        "an unlisted namespace pinning an address there gets NoTenant",
+        [pool("shared", "10.9.0.0/30"), tenant("red", namespaces=["red-a"])],
+        [],
+        svc("default/s", requested_ips=("10.9.0.2",)),
+        "NoTenant",
+    ),
+    (
+        "an unlisted namespace skips pools that do not admit it",
+        [
+            pool("closed", "10.8.0.0/30"),
+            pool("open", "10.9.0.0/30", allowUntenanted=True),
+            tenant("red", namespaces=["red-a"]),
+        ],
+        [],
+        svc("default/s"),
+        ("10.9.0.0",),
+    ),
+    (
+        "without Tenants every namespace uses every pool",
+        [pool("shared", "10.9.0.0/30")],
+        [],
+        svc("default/s"),
+        ("10.9.0.0",),
+    ),
+    (
+        "the subnet-router anycast address is never handed out",
+        [pool("a", "fd00::/64")],
+        [],
+        svc("d/s", families=(6,)),
+        ("fd00::1",),
+    ),
+    (
+        "pinning the subnet-router anycast address is Invalid",
+        [pool("a", "fd00::/64")],
+        [],
+        svc("d/s", requested_ips=("fd00::",)),
+        "Invalid",
+    ),
+    (
+        "a range skips the anycast address of every /64 it crosses",
+        [pool("a", "fd00::ffff:ffff:ffff:ffff-fd00:0:0:1::1")],
+        [svc("d/s1", families=(6,))],
+        svc("d/s2", families=(6,)),
+        ("fd00:0:0:1::1",),
+    ),
+    (
+        "a CIDR entry longer than /64 skips its own first address",
+        [pool("a", "fd00::100/120")],
+        [],
+        svc("d/s", families=(6,)),
+        ("fd00::101",),
+    ),
+    (
         "requesting another tenant's address is Forbidden",
         TENANTS,
         [],
@@ -259,14 +333,14 @@ CASES: list[tuple[str, list[dict[str, Any]], list[ServiceRequest], ServiceReques
         [pool("a", "10.0.0.0/30", "fd00::/126")],
         [],
         svc("d/s", family_policy="RequireDualStack"),
-        ("10.0.0.0", "fd00::"),
+        ("10.0.0.0", "fd00::1"),
     ),
     (
         "RequireDualStack follows the family order",
         [pool("a", "10.0.0.0/30", "fd00::/126")],
         [],
         svc("d/s", family_policy="RequireDualStack", families=(6, 4)),
-        ("fd00::", "10.0.0.0"),
+        ("fd00::1", "10.0.0.0"),
     ),
     (
         "RequireDualStack without IPv6 addresses fails",
@@ -441,3 +515,9 @@ def test_allocate_all_keeps_existing_and_drops_deleted_services() -> None:
     assert result["d/z"].addresses == ("10.0.0.5",)
     assert result["d/a"].addresses == ("10.0.0.0",), "the deleted service's address is free again"
     assert "d/gone" not in result
+
+
+def test_an_anycast_address_held_from_before_is_replaced_on_reallocation() -> None:
+    existing = [Assignment("d/s", (AssignedIP("fd00::", "a"),))]
+    alloc = ipam.Allocator(parse([pool("a", "fd00::/64")]), existing)
+    assert alloc.allocate(svc("d/s", families=(6,))).addresses == ("fd00::1",)

@@ -2,7 +2,9 @@
 
 Invariants checked after every step:
 - no address is held by two services unless they may legally share it;
-- every address lies inside a pool the holding service may use (tenant isolation);
+- every address lies inside a pool the holding service may use (tenant isolation, and
+  namespaces no Tenant lists only in pools with allowUntenanted);
+- no IPv6 subnet-router anycast address is ever handed out, pinned or not;
 - no tenant holds more distinct addresses than its quota;
 - rebuilding an Allocator from its assignments reproduces them exactly, and the rebuilt
   allocator then answers the next request exactly as the original does.
@@ -23,13 +25,18 @@ from ironlb.errors import AllocationError
 from ironlb.service import Port, ServiceRequest
 
 POOLS: dict[str, dict[str, Any]] = {
-    "p0": {"addresses": ["10.0.0.0/29"]},
+    "p0": {"addresses": ["10.0.0.0/29"], "allowUntenanted": True},
     "p1": {"addresses": ["10.0.1.0/30"], "tenant": "t"},
-    "p2": {"addresses": ["10.0.2.0/31", "fd00::/126"]},
-    "p3": {"addresses": ["10.0.3.0/30"], "serviceAllocation": {"namespaces": ["ns1"], "priority": 1}},
+    "p2": {"addresses": ["10.0.2.0/31", "fd00::/126"], "allowUntenanted": True},
+    "p3": {
+        "addresses": ["10.0.3.0/30"],
+        "serviceAllocation": {"namespaces": ["ns1"], "priority": 1},
+        "allowUntenanted": True,
+    },
+    "p4": {"addresses": ["10.0.4.0/30", "fd00:4::/127"]},  # no allowUntenanted: nobody may use it
 }
 NAMESPACES = ("ns0", "ns1", "tn")
-REQUESTABLE = ("10.0.0.3", "10.0.1.1", "10.0.2.1", "fd00::2", "10.0.3.2", "10.0.9.9")
+REQUESTABLE = ("10.0.0.3", "10.0.1.1", "10.0.2.1", "fd00::2", "fd00::", "10.0.3.2", "10.0.4.1", "10.0.9.9")
 
 
 def build(disabled: frozenset[str], removed: frozenset[str]) -> Config:
@@ -87,6 +94,7 @@ class IPAMMachine(RuleBasedStateMachine):
                 "PoolExhausted",
                 "QuotaExceeded",
                 "Forbidden",
+                "NoTenant",
                 "NoPool",
                 "Conflict",
                 "Invalid",
@@ -169,6 +177,12 @@ class IPAMMachine(RuleBasedStateMachine):
                 pool = self.alloc.pool_of(held.ip)
                 assert pool is not None, f"{key} holds {held.ip} outside every pool"
                 assert self.alloc.may_use(request, pool) is None, (key, held.ip, pool)
+
+    @invariant()
+    def no_subnet_router_anycast_is_handed_out(self) -> None:
+        for assignment in self.alloc.assignments.values():
+            for held in assignment.ips:
+                assert held.ip not in ("fd00::", "fd00:4::"), (assignment.service, held.ip)
 
     @invariant()
     def no_tenant_exceeds_its_quota(self) -> None:

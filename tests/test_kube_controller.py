@@ -1,147 +1,156 @@
-"""The IPAM controller against kmock: rebuild before assign, status, events, release, tenants.
+"""The IPAM controller on the lab API server, as its ServiceAccount with the rendered RBAC.
 
-Real-apiserver behaviour NOT covered here (kmock gaps): the status subresource ignoring
-metadata changes (and vice versa) -- kmock merges both into one object; the apiserver
-clearing status.loadBalancer itself on a type change; admission and CRD schema
-validation (our own validation is what runs); Event aggregation/rate limits; uid and
-resourceVersion preconditions on patches.
+Rebuild before assign, status, events, release, tenants, invalid objects, an API outage,
+and publishing who announces each address from the speakers' NodeStates.  The server
+enforces status subresources (a status patch changes only status, a main patch only the
+rest), CRD schemas with pruning, and RBAC, and each test ends asserting it saw no
+violation.  Not covered here: Event aggregation and rate limits of a real server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import kmock as km
+import pytest
 
-from agent.announcements import Ownership, Plan
-from agent.kube.client import AGENT_KINDS, CRDS, SERVICES, ApiUnavailable, KubeClient
+from agent.kube.client import CRDS, NODE_STATES, SERVICES, ApiUnavailable, KubeClient
 from agent.kube.controller import Controller, ControllerSettings
-from agent.kube.informer import Caches, InformerSettings
-from agent.kube.writers import ANN_ANNOUNCEMENTS, Writer
+from agent.kube.informer import InformerSettings
+from agent.kube.writers import ANN_ANNOUNCEMENTS
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, ANN_POOL
+from tests import apiserver_support
 from tests.kube_support import (
-    client_for,
-    declare_all,
+    annotation,
+    events,
     eventually,
+    get,
+    ingress_ips,
+    install,
+    node,
     pool,
-    put_object,
-    res,
+    role_client,
+    running_controller,
     service,
+    set_ingress,
     tenant,
+    violations,
 )
+
+apiserver, admin = apiserver_support.apiserver, apiserver_support.admin  # pytest fixtures
 
 QUICK_RETRY = ControllerSettings(retry_initial=0.1, retry_max=0.3)
 FAST = InformerSettings(resync_seconds=30, backoff_initial=0.05, backoff_max=0.2)
-POOLS = CRDS["ippools"]
-KINDS = {k: v for k, v in AGENT_KINDS.items() if k != "namespaces"}  # kmock cannot parse /api/v1/namespaces
-TENANTS = CRDS["tenants"]
+POOLS, TENANTS = CRDS["ippools"], CRDS["tenants"]
 
 
-@contextlib.asynccontextmanager
-async def controller(kmock: Any, client: KubeClient | None = None, plan: Plan | None = None):
-    client = client or client_for(kmock)
-    caches = Caches(client, KINDS, FAST)
-    ctrl = Controller(caches, Writer(client, "node-a"), QUICK_RETRY, plan=lambda: plan)
-    tasks = [*caches.tasks(), asyncio.create_task(ctrl.run())]
-    try:
-        yield ctrl
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        await client.close()
+@pytest.fixture
+async def client(apiserver: Any, admin: Any, tmp_path: Path) -> AsyncIterator[KubeClient]:
+    await install(admin)
+    client = await role_client(apiserver, admin, "controller", tmp_path)
+    yield client
+    await client.close()
+    found = violations(apiserver, "controller")
+    assert found == {}, f"the API server refused, pruned or ignored a controller write: {found}"
 
 
-def obj(kmock: Any, kind: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
-    key = (res(kind), namespace, name)
-    return kmock.objects[key].raw if key in kmock.objects and not kmock.objects[key].deleted else {}
+def running(client: KubeClient) -> contextlib.AbstractAsyncContextManager[Controller]:
+    return running_controller(client, QUICK_RETRY, FAST)
 
 
-def ips_of(kmock: Any, name: str, namespace: str = "default") -> str | None:
-    ann = (obj(kmock, SERVICES, name, namespace).get("metadata") or {}).get("annotations") or {}
-    return ann.get(ANN_ALLOCATED_IPS)
+async def load(admin: Any, *docs: dict[str, Any]) -> None:
+    await admin.load(list(docs))
 
 
-def ingress(kmock: Any, name: str, namespace: str = "default") -> list[str]:
-    st = obj(kmock, SERVICES, name, namespace).get("status") or {}
-    return [i["ip"] for i in (st.get("loadBalancer") or {}).get("ingress") or []]
+async def svc(admin: Any, name: str, namespace: str = "default") -> dict[str, Any]:
+    return await get(admin, SERVICES, name, namespace)
 
 
-def events(kmock: Any, name: str | None = None) -> list[tuple[str, str, str]]:
-    out = []
-    for (resource, _ns, _n), o in kmock.objects.items():
-        if resource.plural == "events" and not o.deleted:
-            raw = o.raw
-            if name is None or raw["involvedObject"]["name"] == name:
-                out.append((raw["type"], raw["reason"], raw["message"]))
-    return out
+async def ips_of(admin: Any, name: str, namespace: str = "default") -> str | None:
+    return annotation(await svc(admin, name, namespace), ANN_ALLOCATED_IPS)
 
 
-def setup(kmock: Any, *objs: dict[str, Any]) -> None:
-    declare_all(kmock)
-    for body in objs:
-        kind = {"Service": SERVICES, "IPPool": POOLS, "Tenant": TENANTS}[body["kind"]]
-        put_object(kmock, kind, body)
+async def ingress(admin: Any, name: str, namespace: str = "default") -> list[str]:
+    return ingress_ips(await svc(admin, name, namespace))
 
 
-async def test_a_new_service_gets_an_address_status_annotation_and_event(kmock: Any) -> None:
-    setup(kmock, pool("lan", "10.0.0.10-10.0.0.12"), service("web"))
-    async with controller(kmock):
-        await eventually(lambda: ingress(kmock, "web") == ["10.0.0.10"], what="status written")
-        assert ips_of(kmock, "web") == "10.0.0.10"
-        ann = obj(kmock, SERVICES, "web", "default")["metadata"]["annotations"]
-        assert ann[ANN_ALLOCATED_POOL] == "lan"
+async def status_of(admin: Any, kind: Any, name: str) -> dict[str, Any]:
+    return (await get(admin, kind, name)).get("status") or {}
+
+
+LAN = pool("lan", "10.0.0.10-10.0.0.12", allowUntenanted=True)
+
+
+async def test_a_new_service_gets_an_address_status_annotation_and_event(admin: Any, client: Any) -> None:
+    await load(admin, LAN, service("web"))
+    async with running(client):
+        await eventually(lambda: _eq(ingress(admin, "web"), ["10.0.0.10"]), what="status written")
+        doc = await svc(admin, "web")
+        assert annotation(doc, ANN_ALLOCATED_IPS) == "10.0.0.10"
+        assert annotation(doc, ANN_ALLOCATED_POOL) == "lan"
         await eventually(
-            lambda: ("Normal", "Allocated", "assigned 10.0.0.10 from pool lan") in events(kmock, "web")
+            lambda: _contains(
+                events(admin, "web"), ("Normal", "Allocated", "assigned 10.0.0.10 from pool lan")
+            )
         )
-        await eventually(lambda: (obj(kmock, POOLS, "lan").get("status") or {}).get("assignedIPv4") == 1)
-        st = obj(kmock, POOLS, "lan")["status"]
+        st = await eventually(lambda: _when(status_of(admin, POOLS, "lan"), "assignedIPv4", 1))
         assert (st["availableIPv4"], st["assignedIPv6"]) == (2, 0)
 
 
-async def test_a_restart_rebuilds_recorded_addresses_before_assigning_new_ones(kmock: Any) -> None:
-    # "old" holds .11 (recorded only in status, as another controller version might have left it);
-    # "pinned" holds .10 by annotation. A fresh controller must not move them; "new" gets .12.
-    old = service("old")
-    old["status"] = {"loadBalancer": {"ingress": [{"ip": "10.0.0.11"}]}}
-    pinned = service("pinned", annotations={ANN_ALLOCATED_IPS: "10.0.0.10", ANN_ALLOCATED_POOL: "lan"})
-    setup(kmock, pool("lan", "10.0.0.10-10.0.0.12"), old, pinned, service("new"))
-    async with controller(kmock):
-        await eventually(lambda: ips_of(kmock, "new"), what="new allocated")
-        assert (ips_of(kmock, "pinned"), ips_of(kmock, "old"), ips_of(kmock, "new")) == (
-            "10.0.0.10",
-            "10.0.0.11",
-            "10.0.0.12",
+async def test_a_restart_rebuilds_from_status_before_assigning_new_ones_and_never_from_annotations(
+    admin: Any, client: Any
+) -> None:
+    # "kept" holds .10 (status and annotations, as a previous term wrote them), "old" .11 in
+    # status only (as another version might have left it): a fresh controller must not move
+    # them. "forger" claims .13 by annotation only: tenants can write annotations, so that is
+    # no record at all; it gets the first free address (.12), "new" the next (.13).
+    kept = service("kept", annotations={ANN_ALLOCATED_IPS: "10.0.0.10", ANN_ALLOCATED_POOL: "lan"})
+    forger = service("forger", annotations={ANN_ALLOCATED_IPS: "10.0.0.13", ANN_ALLOCATED_POOL: "lan"})
+    await load(admin, pool("lan", "10.0.0.10-10.0.0.13", allowUntenanted=True), kept, service("old"), forger)
+    await set_ingress(admin, "kept", "10.0.0.10")
+    await set_ingress(admin, "old", "10.0.0.11")
+    await admin.load([service("new")])
+    async with running(client):
+        await eventually(lambda: _eq(ips_of(admin, "new"), "10.0.0.13"), what="new allocated")
+        got = [await ips_of(admin, n) for n in ("kept", "old", "forger", "new")]
+        assert got == ["10.0.0.10", "10.0.0.11", "10.0.0.12", "10.0.0.13"]
+        await eventually(lambda: _eq(ingress(admin, "forger"), ["10.0.0.12"]), what="status written")
+        warn = await eventually(
+            lambda: _reason(admin, "forger", "RecordRewritten"), what="the forgery reported"
         )
-        await eventually(
-            lambda: ingress(kmock, "pinned") == ["10.0.0.10"], what="status completed from the record"
-        )
+        assert 'ironlb.io/allocated-ips="10.0.0.13"' in warn[0][2] and "10.0.0.12 from pool lan" in warn[0][2]
 
 
-async def test_delete_releases_and_a_type_change_clears_what_we_wrote(kmock: Any) -> None:
-    setup(kmock, pool("lan", "10.0.0.10-10.0.0.11"), service("a"), service("b"))
-    async with controller(kmock) as ctrl:
-        await eventually(lambda: ips_of(kmock, "b") == "10.0.0.11", what="both allocated")
-        client = ctrl.writer.client
-        await client.patch(SERVICES, "b", "default", {"spec": {"type": "ClusterIP"}})
-        await eventually(lambda: ips_of(kmock, "b") is None and ingress(kmock, "b") == [], what="b cleared")
+async def test_delete_releases_and_a_type_change_clears_what_we_wrote(admin: Any, client: Any) -> None:
+    await load(admin, pool("lan", "10.0.0.10-10.0.0.11", allowUntenanted=True), service("a"), service("b"))
+    async with running(client) as ctrl:
+        await eventually(lambda: _eq(ips_of(admin, "b"), "10.0.0.11"), what="both allocated")
+        await admin.request(
+            "PATCH",
+            "/api/v1/namespaces/default/services/b",
+            {"spec": {"type": "ClusterIP"}},
+            content_type="application/merge-patch+json",
+        )
+        await eventually(lambda: _released(admin, "b"), what="b cleared")
         await eventually(
-            lambda: ("Normal", "Released", "no longer a LoadBalancer served by IronLB") in events(kmock, "b"),
+            lambda: _contains(
+                events(admin, "b"), ("Normal", "Released", "no longer a LoadBalancer served by IronLB")
+            ),
             what="Released event",
         )
-        await client.delete(SERVICES, "a", "default")
-        await client.create(SERVICES, service("c"))
-        await eventually(lambda: ips_of(kmock, "c") == "10.0.0.10", what="c reuses a's released address")
-        assert "default/a" not in ctrl.allocator.assignments  # type: ignore[union-attr]
+        await admin.request("DELETE", "/api/v1/namespaces/default/services/a")
+        await admin.load([service("c")])
+        await eventually(lambda: _eq(ips_of(admin, "c"), "10.0.0.10"), what="c reuses a's released address")
+        assert ctrl.allocator is not None and "default/a" not in ctrl.allocator.assignments
 
 
-async def test_a_tenant_naming_another_tenants_pool_is_refused_with_an_event(kmock: Any) -> None:
-    setup(
-        kmock,
+async def test_a_tenant_naming_another_tenants_pool_is_refused_with_an_event(admin: Any, client: Any) -> None:
+    await load(
+        admin,
         pool("red-pool", "10.1.0.0/30"),
         pool("blue-pool", "10.2.0.0/30"),
         tenant("red", ["red-ns"], ["red-pool"]),
@@ -149,39 +158,40 @@ async def test_a_tenant_naming_another_tenants_pool_is_refused_with_an_event(kmo
         service("thief", "red-ns", annotations={ANN_POOL: "blue-pool"}),
         service("ok", "blue-ns"),
     )
-    async with controller(kmock):
-        await eventually(lambda: ips_of(kmock, "ok", "blue-ns"), what="blue's own service allocated")
-        assert str(ips_of(kmock, "ok", "blue-ns")).startswith("10.2.0.")
-        found = await eventually(
-            lambda: [e for e in events(kmock, "thief") if e[0] == "Warning"], what="refusal"
-        )
+    async with running(client):
+        ok = await eventually(lambda: ips_of(admin, "ok", "blue-ns"), what="blue's own service allocated")
+        assert ok.startswith("10.2.0.")
+        found = await eventually(lambda: _warnings(admin, "thief"), what="refusal")
         assert found[0][1] == "Forbidden" and "blue-pool" in found[0][2], found
-        assert ips_of(kmock, "thief", "red-ns") is None and ingress(kmock, "thief", "red-ns") == []
-        await eventually(lambda: (obj(kmock, TENANTS, "blue").get("status") or {}).get("usedAddresses") == 1)
-        conds = {c["type"]: c["status"] for c in obj(kmock, TENANTS, "blue")["status"]["conditions"]}
-        assert conds["QuotaReached"] == "True"
-
-
-async def test_an_invalid_pool_edit_keeps_the_last_good_version_in_force(kmock: Any) -> None:
-    setup(kmock, pool("lan", "10.0.0.10-10.0.0.11"), service("a"))
-    async with controller(kmock) as ctrl:
-        await eventually(lambda: ips_of(kmock, "a") == "10.0.0.10")
-        await ctrl.writer.client.patch(POOLS, "lan", None, {"spec": {"addresses": ["10.0.0.300"]}})
-        warn = await eventually(
-            lambda: [e for e in events(kmock, "lan") if e[1] == "InvalidConfig"], what="InvalidConfig event"
+        assert (
+            await ips_of(admin, "thief", "red-ns") is None and await ingress(admin, "thief", "red-ns") == []
         )
+        st = await eventually(
+            lambda: _when(status_of(admin, TENANTS, "blue"), "used", 1), what="tenant status"
+        )
+        assert st["quota"] == 1
+        assert {c["type"]: c["status"] for c in st["conditions"]}["QuotaReached"] == "True"
+
+
+async def test_an_invalid_pool_edit_keeps_the_last_good_version_in_force(admin: Any, client: Any) -> None:
+    await load(admin, pool("lan", "10.0.0.10-10.0.0.11", allowUntenanted=True), service("a"))
+    async with running(client):
+        await eventually(lambda: _eq(ips_of(admin, "a"), "10.0.0.10"))
+        code, answer = await admin.request(
+            "PATCH",
+            "/apis/ironlb.io/v1alpha1/ippools/lan",
+            {"spec": {"addresses": ["10.0.0.300"]}},
+            content_type="application/merge-patch+json",
+        )
+        assert code == 200, answer
+        warn = await eventually(lambda: _reason(admin, "lan", "InvalidConfig"), what="InvalidConfig event")
         assert "10.0.0.300" in warn[0][2] and "last valid version stays in force" in warn[0][2]
+        await eventually(lambda: _valid_false(admin, "lan"), what="Valid=False on the pool")
+        await admin.load([service("b")])
         await eventually(
-            lambda: any(
-                c["status"] == "False"
-                for c in (obj(kmock, POOLS, "lan").get("status") or {}).get("conditions") or []
-            )
+            lambda: _eq(ips_of(admin, "b"), "10.0.0.11"), what="b allocated from the last good pool"
         )
-        await ctrl.writer.client.create(SERVICES, service("b"))
-        await eventually(
-            lambda: ips_of(kmock, "b") == "10.0.0.11", what="b allocated from the last good pool"
-        )
-        assert ips_of(kmock, "a") == "10.0.0.10"
+        assert await ips_of(admin, "a") == "10.0.0.10"
 
 
 class Outage(KubeClient):
@@ -205,13 +215,13 @@ class Outage(KubeClient):
         return await self.inner.create(*a, **kw)
 
 
-async def test_an_api_outage_during_a_pass_loses_nothing_and_is_retried(kmock: Any) -> None:
-    setup(kmock, pool("lan", "10.0.0.10-10.0.0.12"), service("a"))
-    outage = Outage(client_for(kmock))
-    async with controller(kmock, client=outage) as ctrl:
-        await eventually(lambda: ips_of(kmock, "a") == "10.0.0.10")
+async def test_an_api_outage_during_a_pass_loses_nothing_and_is_retried(admin: Any, client: Any) -> None:
+    await load(admin, LAN, service("a"))
+    outage = Outage(client)
+    async with running(outage) as ctrl:
+        await eventually(lambda: _eq(ips_of(admin, "a"), "10.0.0.10"))
         outage.down = True
-        await outage.inner.create(SERVICES, service("b"))
+        await admin.load([service("b")])
         await eventually(
             lambda: ctrl.metrics.api_errors.labels("reconcile")._value.get() >= 1, what="a failed pass"
         )
@@ -219,46 +229,145 @@ async def test_an_api_outage_during_a_pass_loses_nothing_and_is_retried(kmock: A
             lambda: ctrl.allocator is not None and "default/b" in ctrl.allocator.assignments,
             what="b allocated in memory while writes fail",
         )
-        assert ips_of(kmock, "b") is None
+        assert await ips_of(admin, "b") is None
         outage.down = False
-        await eventually(lambda: ips_of(kmock, "b") == "10.0.0.11", what="the retried pass writes b")
-        assert ips_of(kmock, "a") == "10.0.0.10"
+        await eventually(lambda: _eq(ips_of(admin, "b"), "10.0.0.11"), what="the retried pass writes b")
+        assert await ips_of(admin, "a") == "10.0.0.10"
 
 
-async def test_the_plan_s_ownership_is_published_on_the_service(kmock: Any) -> None:
-    setup(kmock, pool("lan", "10.0.0.10/32"), service("web"))
-    plan = Plan(
-        node="node-a",
-        ownership=(
-            Ownership(
-                "10.0.0.10", "layer2", ("node-b",), "ranked first of 3 eligible nodes", ("default/web",)
-            ),
-        ),
+def node_state(
+    name: str, *rows: dict[str, Any], conflicts: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "ironlb.io/v1alpha1",
+        "kind": "NodeState",
+        "metadata": {"name": name},
+        "spec": {},
+        "status": {"announcements": list(rows), "conflicts": conflicts or []},
+    }
+
+
+def row(ip: str, state: str = "announcing", since: str = "2026-12-01T10:00:00Z") -> dict[str, Any]:
+    return {
+        "ip": ip,
+        "mode": "layer2",
+        "state": state,
+        "reason": f"ranked first ({state})",
+        "services": ["default/web"],
+        "since": since,
+    }
+
+
+async def put_status(admin: Any, doc: dict[str, Any]) -> None:
+    name = doc["metadata"]["name"]
+    code, answer = await admin.request(
+        "PATCH",
+        f"/apis/ironlb.io/v1alpha1/nodestates/{name}/status",
+        {"status": doc["status"]},
+        content_type="application/merge-patch+json",
     )
-    async with controller(kmock, plan=plan):
-        rows = await eventually(
-            lambda: (obj(kmock, SERVICES, "web", "default")["metadata"].get("annotations") or {}).get(
-                ANN_ANNOUNCEMENTS
-            ),
-            what="announcement annotation",
+    assert code == 200, answer
+
+
+async def test_who_announces_is_published_from_the_node_states_only_on_change(
+    admin: Any, client: Any
+) -> None:
+    a, b = node_state("node-a"), node_state("node-b")
+    await load(
+        admin,
+        pool("lan", "10.0.0.10/32", allowUntenanted=True),
+        service("web"),
+        node("node-a", "192.0.2.1"),
+        node("node-b", "192.0.2.2"),
+        a,
+        b,
+    )
+    async with running(client) as ctrl:
+        await eventually(lambda: ips_of(admin, "web"))
+        await put_status(admin, node_state("node-b", row("10.0.0.10")))
+        text = await eventually(lambda: _published(admin, "node-b"), what="announcement annotation")
+        assert json.loads(text)[0]["reason"] == "ranked first (announcing)"
+        conds = {c["type"]: c for c in (await svc(admin, "web"))["status"]["conditions"]}
+        assert (
+            conds["ironlb.io/Announced"]["status"] == "True"
+            and "node-b" in conds["ironlb.io/Announced"]["message"]
         )
-        assert '"nodes":["node-b"]' in rows and "ranked first" in rows
-        conds = await eventually(
-            lambda: [
-                c
-                for c in obj(kmock, SERVICES, "web", "default").get("status", {}).get("conditions", [])
-                if c["type"] == "ironlb.io/Announced"
-            ]
+        await eventually(lambda: _reason(admin, "web", "Announcing"), what="Announcing event")
+        # a takeover in flight: node-a claims it later than node-b; the newest claim is shown
+        await put_status(admin, node_state("node-a", row("10.0.0.10", since="2026-12-01T10:00:05Z")))
+        await eventually(lambda: _published(admin, "node-a"), what="the successor is published")
+        # node-a's Node goes NotReady: its (stale) claim no longer counts
+        await admin.request(
+            "PATCH",
+            "/api/v1/nodes/node-a/status",
+            {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+            content_type="application/merge-patch+json",
         )
-        assert conds[0]["status"] == "True" and "node-b" in conds[0]["message"]
+        await eventually(lambda: _published(admin, "node-b"), what="a NotReady node's claim is ignored")
+        writes = ctrl.writer.writes
+        passes = ctrl.passes
+        await admin.request(
+            "PATCH",
+            "/api/v1/nodes/node-a",
+            {"metadata": {"labels": {"x": "1"}}},
+            content_type="application/merge-patch+json",
+        )
+        await eventually(lambda: ctrl.passes > passes, what="a pass after an unrelated change")
+        assert ctrl.writer.writes == writes, "nothing changed for anyone: no write"
+        announcing = len(await _reason(admin, "web", "Announcing"))
+        reworded = row("10.0.0.10")
+        reworded["reason"] = "ranked first among eligible nodes with a ready endpoint"
+        await put_status(admin, node_state("node-b", reworded))
         await eventually(
-            lambda: any(e[1] == "Announcing" and "node-b" in e[2] for e in events(kmock, "web")),
-            what="Announcing event",
+            lambda: _published_reason(admin, reworded["reason"]), what="the new reason published"
         )
+        await asyncio.sleep(0.3)
+        assert len(await _reason(admin, "web", "Announcing")) == announcing, "same node: no new Event"
+
+
+async def _eq(value: Any, expected: Any) -> bool:
+    return await value == expected
+
+
+async def _contains(items: Any, item: Any) -> bool:
+    return item in await items
+
+
+async def _when(status: Any, key: str, expected: Any) -> dict[str, Any] | None:
+    st = await status
+    return st if st.get(key) == expected else None
+
+
+async def _released(admin: Any, name: str) -> bool:
+    return await ips_of(admin, name) is None and await ingress(admin, name) == []
+
+
+async def _warnings(admin: Any, name: str) -> list[tuple[str, str, str]]:
+    return [e for e in await events(admin, name) if e[0] == "Warning"]
+
+
+async def _reason(admin: Any, name: str, reason: str) -> list[tuple[str, str, str]]:
+    return [e for e in await events(admin, name) if e[1] == reason]
+
+
+async def _valid_false(admin: Any, name: str) -> bool:
+    conds = (await status_of(admin, POOLS, name)).get("conditions") or []
+    return any(c["type"] == "Valid" and c["status"] == "False" for c in conds)
+
+
+async def _published_reason(admin: Any, reason: str) -> bool:
+    text = annotation(await svc(admin, "web"), ANN_ANNOUNCEMENTS)
+    return bool(text) and json.loads(str(text))[0]["reason"] == reason
+
+
+async def _published(admin: Any, node_name: str) -> str | None:
+    text = annotation(await svc(admin, "web"), ANN_ANNOUNCEMENTS)
+    return text if text and json.loads(text)[0]["nodes"] == [node_name] else None
 
 
 def test_services_of_other_classes_are_left_alone() -> None:
-    from agent.kube.viewbuild import service_requests
+    from agent.viewbuild import SERVICES as KIND
+    from agent.viewbuild import ViewBuilder
 
     docs = [
         service("mine"),
@@ -266,8 +375,11 @@ def test_services_of_other_classes_are_left_alone() -> None:
         service("classless", cls=None),
         service("internal", type_="ClusterIP"),
     ]
-    assert sorted(service_requests(docs, claim_classless=False)[0]) == ["default/mine"]
-    assert sorted(service_requests(docs, claim_classless=True)[0]) == ["default/classless", "default/mine"]
+    for claim, expected in ((False, ["default/mine"]), (True, ["default/classless", "default/mine"])):
+        builder = ViewBuilder(claim_classless=claim)
+        builder.replace(KIND, docs)
+        builder.build()
+        assert sorted(builder.requests) == expected
 
 
-_ = km  # kmock is used through the fixture
+_ = NODE_STATES  # the kind the controller reads the speakers' reports from

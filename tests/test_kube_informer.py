@@ -21,7 +21,10 @@ import pytest
 
 from agent.kube.client import SERVICES, ApiUnavailable, KubeClient
 from agent.kube.informer import Informer, InformerSettings
-from tests.kube_support import SVC, client_for, declare_all, eventually, put_object, service
+from tests.kube_support import SVC, eventually, service
+from tests.kube_support import kmock_client as client_for
+from tests.kube_support import kmock_declare as declare_all
+from tests.kube_support import kmock_put as put_object
 
 FAST = InformerSettings(resync_seconds=30, backoff_initial=0.05, backoff_max=0.2)
 

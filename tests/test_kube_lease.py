@@ -1,8 +1,8 @@
-"""Lease election (get/create/replace with resourceVersion CAS) against kmock + scripted PUT.
+"""Lease election (get/create/replace with resourceVersion CAS) on the lab API server.
 
-kmock has no PUT and no resourceVersion; tests.kube_support.install_put_with_cas adds both
-for Leases.  Not covered against a real API server: resourceVersion semantics across
-apiserver replicas, server-side validation of MicroTime fields, RBAC on leases.
+The elector runs as the controller's ServiceAccount with the rendered Role (get/update on
+this one Lease, create), so a grant missing there fails here.  Not covered against a real
+API server: resourceVersion semantics across apiserver replicas.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import pytest
 
 from agent.kube.client import LEASES, ApiUnavailable
 from agent.kube.lease import LeaseElector, LeaseSettings
-from tests.kube_support import client_for, declare_all, eventually, install_put_with_cas
+from tests import apiserver_support
+from tests.kube_support import eventually, install, role_client, violations
+
+apiserver, admin = apiserver_support.apiserver, apiserver_support.admin  # pytest fixtures
 
 S = LeaseSettings(namespace="ironlb-system", duration=1.0, renew_deadline=0.6, retry_period=0.1)
 
@@ -29,12 +32,12 @@ class Clock:
 
 
 @pytest.fixture
-async def api(kmock: Any) -> Any:
-    declare_all(kmock)
-    install_put_with_cas(kmock)
-    client = client_for(kmock)
+async def api(apiserver: Any, admin: Any, tmp_path: Any) -> Any:
+    await install(admin)
+    client = await role_client(apiserver, admin, "controller", tmp_path)
     yield client
     await client.close()
+    assert {k: v for k, v in violations(apiserver, "controller").items() if k != "conflicts"} == {}
 
 
 async def holder(api: Any) -> str:
@@ -117,3 +120,77 @@ async def test_a_leader_cut_off_from_the_api_steps_down_before_the_lease_expires
 def test_lease_timings_must_nest(duration: float, deadline: float, retry: float) -> None:
     with pytest.raises(ValueError, match="retry_period"):
         LeaseSettings(duration=duration, renew_deadline=deadline, retry_period=retry)
+
+
+class Crashable:
+    """Our client, cut off at once on ``crash()`` (a SIGKILLed pod: no release, no more renewals)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.dead = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name in ("close",):
+            return attr
+
+        async def call(*a: Any, **kw: Any) -> Any:
+            if self.dead:
+                raise ApiUnavailable(f"{name}: the pod is gone")
+            return await attr(*a, **kw)
+
+        return call
+
+    def watch(self, *a: Any, **kw: Any) -> Any:
+        return self.inner.watch(*a, **kw)
+
+    def crash(self) -> None:
+        self.dead = True
+
+
+async def test_a_crashed_leader_is_replaced_and_allocation_resumes_within_3_s(
+    apiserver: Any, admin: Any, api: Any, tmp_path: Any
+) -> None:
+    """Issue 12: new allocations resume within 3 s of the leader's crash (default Lease timings)."""
+    from agent.kube.client import SERVICES
+    from agent.kube.informer import InformerSettings
+    from agent.kube.runtime import ControllerRuntime
+    from tests.kube_support import get, pool, service
+
+    await admin.load([pool("lan", "10.0.0.10-10.0.0.20", allowUntenanted=True), service("before")])
+    fast = InformerSettings(resync_seconds=30, backoff_initial=0.05, backoff_max=0.2)
+    a = Crashable(api)
+    runtimes = [
+        ControllerRuntime(a, "controller-a", informer=fast),  # type: ignore[arg-type]
+        ControllerRuntime(
+            await role_client(apiserver, admin, "controller", tmp_path), "controller-b", informer=fast
+        ),
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runtimes]
+    try:
+        await eventually(lambda: runtimes[0].elector.is_leader, what="a leads")
+        await eventually(lambda: get(admin, SERVICES, "before", "default"), what="before exists")
+        await eventually(lambda: _allocated(admin, "before"), what="a allocates", timeout=10)
+        await asyncio.sleep(0.2)
+        crashed = asyncio.get_running_loop().time()
+        a.crash()
+        tasks[0].cancel()  # the process is gone; its release fails like the rest
+        await admin.load([service("after")])
+        await eventually(lambda: _allocated(admin, "after"), what="b allocates after the crash", timeout=10)
+        took = asyncio.get_running_loop().time() - crashed
+        print(f"controller failover: new allocation {took:.2f} s after the leader's crash")
+        assert runtimes[1].elector.is_leader
+        assert took < 3.0, f"allocation resumed {took:.2f} s after the crash (floor: 3 s)"
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+async def _allocated(admin: Any, name: str) -> str | None:
+    from agent.kube.client import SERVICES
+    from tests.kube_support import annotation, get
+
+    return annotation(await get(admin, SERVICES, name, "default"), "ironlb.io/allocated-ips")

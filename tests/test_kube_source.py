@@ -1,43 +1,42 @@
-"""The Kubernetes source: informers -> the same ClusterView the planner consumes (kmock).
+"""The speaker's Kubernetes source on the lab API server, as the speaker ServiceAccount.
 
-Not covered against a real API server: EndpointSlice churn at scale, Node status
-heartbeats (every ~10 s per node, all swallowed as equal views only if unchanged).
+Informers -> the same ClusterView the planner consumes; the NodeState reporter writes this
+node's status only when it changes (and not at all after a restart when it still holds);
+every Namespace is watched (pools' namespaceSelector), as in production.  The server
+enforces the rendered speaker RBAC (read-only but for its NodeState and Events), and each
+test ends asserting it saw no violation.  Not covered: EndpointSlice churn at scale.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from agent.kube.client import ENDPOINT_SLICES, NODES, SERVICES
-from agent.kube.lease import LeaseSettings
-from agent.kube.runtime import KubeRuntime, KubeSettings
+import pytest
+
+from agent.announcements import L2Announcement, Ownership, Plan
+from agent.kube.client import NODE_STATES, SERVICES, SPEAKER_KINDS, KubeClient
+from agent.kube.informer import Caches, InformerSettings
 from agent.sources.kube import KubeSource
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL
+from tests import apiserver_support
 from tests.kube_support import (
-    client_for,
-    declare_all,
-    install_put_with_cas,
+    eventually,
+    get,
+    install,
+    node,
     pool,
-    put_object,
-    res,
+    role_client,
     service,
+    set_ingress,
+    violations,
 )
-from tests.test_kube_controller import POOLS, ingress
 
-QUICK = LeaseSettings(namespace="ironlb-system", duration=1.0, renew_deadline=0.6, retry_period=0.1)
+apiserver, admin = apiserver_support.apiserver, apiserver_support.admin  # pytest fixtures
 
-
-def node(name: str, ip: str, ready: str = "True") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {"zone": "a"}},
-        "status": {
-            "conditions": [{"type": "Ready", "status": ready}],
-            "addresses": [{"type": "InternalIP", "address": ip}],
-        },
-    }
+FAST = InformerSettings(resync_seconds=30, backoff_initial=0.05, backoff_max=0.2)
 
 
 def slice_(svc: str, *nodes: str) -> dict[str, Any]:
@@ -49,27 +48,40 @@ def slice_(svc: str, *nodes: str) -> dict[str, Any]:
             "namespace": "default",
             "labels": {"kubernetes.io/service-name": svc},
         },
-        "endpoints": [{"nodeName": n, "conditions": {"ready": True}} for n in nodes],
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.244.0.1"], "nodeName": n, "conditions": {"ready": True}} for n in nodes
+        ],
     }
 
 
-def source_for(kmock: Any, controller: bool) -> KubeSource:
-    settings = KubeSettings(controller=controller, lease=QUICK, watch_namespaces=False)
-    return KubeSource(KubeRuntime(client_for(kmock), "n1", settings))
+@pytest.fixture
+async def client(apiserver: Any, admin: Any, tmp_path: Path) -> AsyncIterator[KubeClient]:
+    await install(admin)
+    client = await role_client(apiserver, admin, "speaker", tmp_path)
+    yield client
+    found = violations(apiserver, "speaker")
+    assert found == {}, f"the API server refused, pruned or ignored a speaker request: {found}"
 
 
-async def test_views_carry_assignments_endpoints_and_nodes_and_follow_changes(kmock: Any) -> None:
-    declare_all(kmock)
-    put_object(kmock, POOLS, pool("lan", "10.0.0.0/29"))
-    put_object(
-        kmock,
-        SERVICES,
-        service("web", annotations={ANN_ALLOCATED_IPS: "10.0.0.3", ANN_ALLOCATED_POOL: "lan"}),
+def source_for(client: KubeClient) -> KubeSource:
+    return KubeSource(client, "n1", Caches(client, SPEAKER_KINDS, FAST), status_debounce=0)
+
+
+async def test_views_carry_assignments_endpoints_nodes_and_namespaces_and_follow_changes(
+    admin: Any, client: KubeClient
+) -> None:
+    await admin.load(
+        [
+            pool("lan", "10.0.0.0/29", allowUntenanted=True),
+            service("web"),
+            node("n1", "192.168.1.1", zone="a"),
+            node("n2", "192.168.1.2", ready="False"),
+            slice_("web", "n2"),
+        ]
     )
-    put_object(kmock, NODES, node("n1", "192.168.1.1"))
-    put_object(kmock, NODES, node("n2", "192.168.1.2", ready="False"))
-    put_object(kmock, ENDPOINT_SLICES, slice_("web", "n2"))
-    src = source_for(kmock, controller=False)
+    await set_ingress(admin, "web", "10.0.0.3")
+    src = source_for(client)
     views = src.views()
     try:
         view = await asyncio.wait_for(anext(views), 10)
@@ -78,38 +90,68 @@ async def test_views_carry_assignments_endpoints_and_nodes_and_follow_changes(km
         assert view.endpoints["default/web"] == frozenset({"n2"})
         assert (view.nodes["n1"].addresses, view.nodes["n2"].ready) == (("192.168.1.1",), False)
         assert list(view.config.pools) == ["lan"]
-        await src.runtime.client.create(SERVICES, service("db", annotations={ANN_ALLOCATED_IPS: "10.0.0.4"}))
+        assert "ironlb-system" in view.config.namespaces, "Namespaces are watched (namespaceSelector)"
+        # an annotation is no record: db holds nothing until its status says so
+        await admin.load(
+            [service("db", annotations={ANN_ALLOCATED_IPS: "10.0.0.4", ANN_ALLOCATED_POOL: "x"})]
+        )
+        await eventually(lambda: src.caches.get("services", "default/db"), what="db in the cache")
+        assert src.build() == view, "nothing to announce: the same view (and none is yielded)"
+        await set_ingress(admin, "db", "10.0.0.4")
         view = await asyncio.wait_for(anext(views), 10)
         assert view.assignments["default/db"].ips[0].pool == "lan", "pool found from the address"
+        await set_ingress(admin, "db", "10.0.0.99")  # in no pool (a stale or forged status)
+        view = await asyncio.wait_for(anext(views), 10)
+        assert "default/db" not in view.assignments
+        assert [(r.ip, r.reason) for r in view.rejected["default/db"]] == [("10.0.0.99", "NoPool")]
+        assert src.not_ready() is None
     finally:
         await views.aclose()
-        await src.runtime.client.close()
 
 
-async def test_the_agent_that_wins_the_lease_allocates_and_its_view_shows_it(kmock: Any) -> None:
-    declare_all(kmock)
-    install_put_with_cas(kmock)
-    put_object(kmock, POOLS, pool("lan", "10.0.0.8/30"))
-    put_object(kmock, SERVICES, service("web"))
-    src = source_for(kmock, controller=True)
+def plan(ip: str) -> Plan:
+    return Plan(
+        node="n1",
+        l2=(L2Announcement(ip, ("default/web",)),),
+        ownership=(Ownership(ip, "layer2", ("n1",), "ranked first among eligible nodes", ("default/web",)),),
+    )
+
+
+async def test_the_node_state_is_written_on_change_only_and_survives_a_restart_without_a_write(
+    apiserver: Any, admin: Any, client: KubeClient, tmp_path: Path
+) -> None:
+    await admin.load([node("n1", "192.168.1.1")])
+    statuses = {"L2Shell": {"addresses": {"10.0.0.3": {"state": "probing", "since": 1.0e9}}}}
+    src = source_for(client)
     views = src.views()
     try:
-        first = await asyncio.wait_for(anext(views), 10)
-        assert "default/web" not in first.assignments
-        view = await asyncio.wait_for(anext(views), 10)
-        assert view.assignments["default/web"].addresses == ("10.0.0.8",)
-        assert ingress(kmock, "web") == ["10.0.0.8"]
-        assert src.runtime.elector.is_leader and src.runtime.status()["leader"] is True
+        await asyncio.wait_for(anext(views), 10)
+        for _ in range(5):  # ticks with nothing new: one write
+            src.reporter.observe(plan("10.0.0.3"), statuses)
+            await asyncio.sleep(0.05)
+        await eventually(lambda: src.reporter.writes == 1, what="the first NodeState write")
+        statuses["L2Shell"]["addresses"]["10.0.0.3"] = {"state": "announcing", "since": 1.0e9 + 1}
+        src.reporter.observe(plan("10.0.0.3"), statuses)
+        await eventually(lambda: src.reporter.writes == 2, what="a write for the change")
+        doc = await get(admin, NODE_STATES, "n1")
+        assert doc["status"]["announcing"] == 1
+        assert doc["status"]["announcements"][0]["state"] == "announcing"
+        owner = doc["metadata"].get("ownerReferences") or []
+        assert [o["kind"] for o in owner] == ["Node"], "deleted with its Node"
     finally:
         await views.aclose()
-        await src.runtime.client.close()
-    lease = kmock.objects[res_lease(), "ironlb-system", "ironlb-controller"].raw
-    assert lease["spec"]["holderIdentity"] == "", "closing the source released the Lease"
+    restarted = source_for(await role_client(apiserver, admin, "speaker", tmp_path))
+    views = restarted.views()
+    try:
+        await asyncio.wait_for(anext(views), 10)
+        restarted.reporter.observe(plan("10.0.0.3"), statuses)
+        await asyncio.sleep(0.3)
+        await restarted.reporter.sync()
+        assert restarted.reporter.writes == 0, (
+            "a restarted speaker whose NodeState still holds writes nothing"
+        )
+    finally:
+        await views.aclose()
 
 
-def res_lease() -> Any:
-    from agent.kube.client import LEASES
-
-    return res(LEASES)
-
-
+_ = SERVICES

@@ -1,4 +1,4 @@
-"""Metrics, the status board and its HTTP endpoints, JSON logs."""
+"""Metrics, the status board, its HTTP endpoints (bound, bounded, timed out), JSON logs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import urllib.request
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from agent.announcements import L2Announcement, Ownership, Plan
-from agent.observability import JsonFormatter, Metrics, StatusBoard, serve
+from agent.endpoints import HEALTH_PATHS, listeners, serve
+from agent.observability import JsonFormatter, Metrics, StatusBoard
+from ironlb.agentconfig import AgentConfig, StatusListener
+from ironlb.ipam import Rejected
 
 
 class FakeShell:
@@ -27,7 +31,7 @@ def plan(owner: str) -> Plan:
         node="n1",
         l2=(L2Announcement("10.0.0.5", ("default/web",)),) if owner == "n1" else (),
         ownership=(
-            Ownership("10.0.0.5", "layer2", (owner,), "ranked first of 2 eligible nodes", ("default/web",)),
+            Ownership("10.0.0.5", "layer2", (owner,), "ranked first among eligible nodes", ("default/web",)),
         ),
     )
 
@@ -58,7 +62,69 @@ def test_sessions_and_conflicts_are_read_from_the_shells_status() -> None:
     assert value(board.metrics, "ironlb_bgp_sessions_up") == 1
     assert value(board.metrics, "ironlb_address_conflicts") == 1
     doc = json.loads(board.snapshot())
-    assert doc["ownership"][0]["nodes"] == ["n1"] and "error" in doc["shells"]["Broken"]
+    assert doc["ownership"][0]["nodes"] == ["n1"] and "status() failed" in doc["shells"]["Broken"]["problem"]
+    assert board.live()[0] is False, "a shell whose status() raises is not healthy"
+
+
+def test_the_l2_shells_claim_defence_and_hop_limit_counters_are_exported_as_totals() -> None:
+    board = StatusBoard("n1")
+    counters = {"claims": 7, "defences": 2, "bad_hop_limit": 3, "arp_replies": 99}
+    board.shells = {"L2Shell": FakeShell({"counters": counters}), "BGPShell": FakeShell({"applies": 4})}
+    board.tick()
+    m = board.metrics
+    assert (
+        value(m, "ironlb_l2_claims_total"),
+        value(m, "ironlb_l2_defences_total"),
+        value(m, "ironlb_l2_bad_hop_limit_total"),
+    ) == (7, 2, 3)
+    counters["claims"] = 9
+    board.tick()
+    assert value(m, "ironlb_l2_claims_total") == 9, "read from the shell on every tick"
+    text = _exposition(m)
+    assert "# TYPE ironlb_l2_defences_total counter" in text and "arp_replies" not in text
+
+
+def _exposition(metrics: Metrics) -> str:
+    return generate_latest(metrics.registry).decode()
+
+
+def test_rejected_addresses_are_gauged_counted_once_logged_and_listed_in_status(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    board = StatusBoard("n1")
+    no_pool = Rejected("10.77.0.99", "NoPool", "is in no IPPool")
+    foreign = Rejected("10.78.0.16", "OtherTenant", 'is in IPPool "blue", which this Service may not use')
+    with caplog.at_level(logging.WARNING, logger="agent.observability"):
+        board.record_rejected({"red/evil": (no_pool, foreign)})
+        board.record_rejected({"red/evil": (no_pool, foreign)})  # the next view: nothing new
+    m = board.metrics
+    assert value(m, "ironlb_rejected_addresses", reason="NoPool") == 1
+    assert value(m, "ironlb_address_rejections_total", reason="NoPool") == 1
+    assert value(m, "ironlb_address_rejections_total", reason="OtherTenant") == 1
+    assert len([r for r in caplog.records if "not announcing" in r.getMessage()]) == 2
+    board.tick()
+    doc = json.loads(board.snapshot())
+    assert doc["rejected"] == {
+        "red/evil": [
+            {"ip": "10.77.0.99", "reason": "NoPool", "message": "is in no IPPool"},
+            {"ip": "10.78.0.16", "reason": "OtherTenant", "message": foreign.message},
+        ]
+    }
+    board.record_rejected({})
+    assert value(m, "ironlb_rejected_addresses", reason="NoPool") == 0, "gone: the gauge reads 0"
+    board.record_rejected({"red/evil": (no_pool,)})
+    assert value(m, "ironlb_address_rejections_total", reason="NoPool") == 2, "seen again after it went"
+
+
+def test_status_and_metrics_follow_the_shells_on_every_tick_without_a_replan() -> None:
+    state = {"addresses": {"10.0.0.5": {"state": "probing"}}, "conflicts": []}
+    board = StatusBoard("n1")
+    board.shells = {"L2Shell": FakeShell(state)}
+    board.record_plan(plan("n1"))
+    state.update(addresses={"10.0.0.5": {"state": "conflict"}}, conflicts=["10.0.0.5"])
+    board.tick()  # the daemon's heartbeat: every second, and at once on a shell's on_change
+    assert value(board.metrics, "ironlb_address_conflicts") == 1
+    assert json.loads(board.snapshot())["shells"]["L2Shell"]["addresses"]["10.0.0.5"]["state"] == "conflict"
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -85,6 +151,7 @@ def test_http_endpoints_answer_health_readiness_metrics_and_status() -> None:
         assert get(base + "/nope")[0] == 404
         board.last_tick -= 3600
         assert get(base + "/healthz")[0] == 503, "a stalled event loop is unhealthy"
+        assert get(base + "/readyz")[0] == 503, "and so not ready either"
     finally:
         server.shutdown()
         server.server_close()
@@ -98,3 +165,96 @@ def test_json_log_lines_parse_and_keep_extras(extra: dict[str, str]) -> None:
     doc = json.loads(JsonFormatter().format(record))
     assert (doc["level"], doc["logger"], doc["msg"]) == ("warning", "agent.x", "hello world")
     assert all(doc[k] == v for k, v in extra.items())
+
+
+def test_each_listener_serves_only_its_paths() -> None:
+    board = StatusBoard("n1")
+    board.record_plan(plan("n1"))
+    server = serve(board, "127.0.0.1", 0, HEALTH_PATHS)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert get(base + "/healthz")[0] == 200
+        assert get(base + "/status")[0] == 404, "the kubelet's port does not list every tenant's addresses"
+        assert get(base + "/metrics")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "expected"),
+    [
+        (
+            AgentConfig(),
+            {"POD_IP": "10.0.0.7"},
+            {("10.0.0.7", 7949): ["/healthz", "/readyz"], ("10.0.0.7", 7948): ["/metrics"]},
+        ),
+        (
+            AgentConfig(),
+            {},
+            {("127.0.0.1", 7949): ["/healthz", "/readyz"], ("127.0.0.1", 7948): ["/metrics"]},
+        ),
+        (
+            AgentConfig(status=StatusListener(enabled=True)),
+            {"POD_IP": "fd00::7"},
+            {
+                ("fd00::7", 7949): ["/healthz", "/readyz"],
+                ("fd00::7", 7948): ["/metrics"],
+                ("127.0.0.1", 7950): ["/status"],
+            },
+        ),
+    ],
+    ids=[
+        "health and metrics on the pod IP (the node's, for the speaker), never 0.0.0.0",
+        "standalone without $POD_IP: loopback only",
+        "/status only when enabled, on loopback",
+    ],
+)
+def test_where_each_endpoint_listens(
+    config: AgentConfig, env: dict[str, str], expected: dict[Any, Any]
+) -> None:
+    assert {k: sorted(v) for k, v in listeners(config, env).items()} == expected
+
+
+def test_a_silent_client_is_dropped_and_a_flood_of_connections_is_refused_not_queued() -> None:
+    import socket
+    import time
+
+    board = StatusBoard("n1")
+    board.record_plan(plan("n1"))
+    server = serve(board, "127.0.0.1", 0, HEALTH_PATHS, max_concurrent=2, timeout=1.0)
+    port = server.server_address[1]
+    silent = []
+    try:
+        for _ in range(4):  # connect, send nothing: each holds a slot until the socket timeout
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            silent.append(s)
+        time.sleep(0.3)
+        assert server.refused >= 2, "connections beyond the limit are closed at once"
+        started = time.monotonic()
+        silent[0].settimeout(10)
+        assert silent[0].recv(1) == b"", "a silent client is disconnected"
+        assert time.monotonic() - started < 3
+        code, _ = get(f"http://127.0.0.1:{port}/healthz")
+        assert code == 200, "after the timeout the server answers again"
+    finally:
+        for s in silent:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_listener_starts_without_a_reverse_dns_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """http.server would resolve the bound address (socket.getfqdn): with cluster DNS unreachable
+    that held every listener for 5 s or more at start-up."""
+
+    def no_dns(*args: object) -> str:
+        raise AssertionError(f"a DNS lookup at bind time: getfqdn{args}")
+
+    monkeypatch.setattr("socket.getfqdn", no_dns)
+    server = serve(StatusBoard("n1"), "127.0.0.1", 0, HEALTH_PATHS)
+    try:
+        assert server.server_name == "127.0.0.1" and server.server_port == server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

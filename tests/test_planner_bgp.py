@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from agent.planner.bgp import plan_bgp, plan_sessions
 from agent.view import ClusterView, NodeInfo
 from ironlb import addresses
 from ironlb.config import Config, PoolInfo
-from ironlb.model import BGPAdvertisement, BGPPeer, IPPool
+from ironlb.model import BGPAdvertisement, BGPPeer, IPPool, L2Advertisement
 from ironlb.service import AssignedIP, Assignment
 
 NODES = {
@@ -286,3 +287,19 @@ def test_the_full_plan_carries_sessions_and_routes() -> None:
     assert [s.name for s in p.bgp_sessions] == ["tor"]
     assert [r.prefix for r in p.bgp] == ["192.0.2.10/32"]
     assert any(o.mode == "bgp" for o in p.ownership)
+
+
+def test_a_bgp_only_service_is_unannounced_for_its_bgp_reason_not_for_lacking_layer_2() -> None:
+    p = plan(view(live=set()), "n1")
+    assert p.unannounced == {
+        "default/web": "BGPAdvertisement all selects it, but no node is ready, reachable and not excluded"
+    }
+
+
+def test_a_service_both_modes_select_gives_both_reasons() -> None:
+    v = view(live=set())
+    lan = L2Advertisement.build("lan", {})
+    v = replace(v, config=replace(v.config, l2_advertisements={"lan": lan}))
+    why = plan(v, "n1").unannounced["default/web"]
+    assert why.startswith("layer 2: no eligible node for layer 2: n1: agent not alive")
+    assert "; BGP: BGPAdvertisement all selects it, but no node is ready" in why

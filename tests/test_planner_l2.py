@@ -6,9 +6,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.planner import plan
 from agent.planner.l2 import plan_l2, rank
+from agent.planner.ranking import Ranking
 from agent.view import ClusterView, NodeInfo
 from ironlb.config import parse
 from ironlb.model import EXCLUDE_LABEL
@@ -195,7 +198,7 @@ def test_node_selector_limits_owners_and_interfaces_and_garp_come_from_the_adver
     v = view(assign("ns/s", "10.0.0.50"), advs=(adv,), nodes=nodes)
     anns, rows, _ = plan_l2(v, "n1")
     assert rows[0].nodes == ("n1",)
-    assert rows[0].reason == "ranked first of 1 eligible node by sha256(node#10.0.0.50)"
+    assert rows[0].reason == "ranked first by sha256(node#10.0.0.50) among eligible nodes"
     assert anns[0].interfaces == ("eth1",) and anns[0].garp_interval == 30
     assert plan_l2(v, "n2")[0] == (), "a node that does not own announces nothing"
 
@@ -228,4 +231,30 @@ def test_no_eligible_node_explains_each_node() -> None:
 
 def test_plan_combines_unannounced_reasons() -> None:
     v = view(assign("ns/s", "10.9.0.1", pool="dmz"), advs=({"ipPools": ["lan"]},))
-    assert plan(v, "n1").unannounced == {"ns/s": "no L2Advertisement selects pool dmz"}
+    assert plan(v, "n1").unannounced == {"ns/s": "no L2Advertisement or BGPAdvertisement selects pool dmz"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.frozensets(st.sampled_from([f"n{i}" for i in range(40)]), min_size=1),
+            st.frozensets(st.sampled_from([f"n{i}" for i in range(40)])),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    keys=st.lists(st.sampled_from([f"10.0.0.{i}" for i in range(20)]), min_size=1, max_size=6),
+)
+def test_the_ranking_memo_stays_exact_as_nodes_come_and_go(
+    steps: list[tuple[frozenset[str], frozenset[str]]], keys: list[str]
+) -> None:
+    """Ranking keeps per-key prefixes across node sets; it must always give the brute-force owner."""
+    ranking = Ranking()
+    for nodes, ineligible in steps:
+        if not nodes - ineligible:
+            continue
+        current = ranking.nodes(nodes)
+        for key in keys:
+            expected = next(n for n in rank(nodes, key) if n not in ineligible)
+            assert ranking.owner(key, current, dict.fromkeys(ineligible & nodes, "x")) == expected

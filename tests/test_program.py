@@ -211,3 +211,10 @@ def test_invalid_stack_config_fails_preview_with_the_schema_message(stack, chang
         evaluate(values, {"membershipKey"}, stack=stack)
     assert message in str(err.value)
     assert [r for r in getattr(err.value, "recorded", ()) if r.custom] == []
+
+
+def test_crds_are_kept_in_the_cluster_when_deleted_from_the_stack(dev):
+    crds = [r for r in dev.resources if r.typ.endswith(":CustomResourceDefinition")]
+    assert crds and all(r.retain_on_delete for r in crds), "deleting a CRD deletes every pool with it"
+    others = [r for r in dev.resources if r.custom and not r.typ.endswith(":CustomResourceDefinition")]
+    assert not any(r.retain_on_delete for r in others)

@@ -1,4 +1,8 @@
-"""Standalone source: a manifest directory becomes a ClusterView, and changes are noticed."""
+"""Standalone source: a manifest directory becomes a ClusterView, and changes are noticed.
+
+Reading Services, Nodes and slices is :mod:`agent.viewbuild` (tests/test_sources_viewbuild.py);
+here: the directory, allocation, recorded status re-checked, annotations never read.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.sources.files import FileSource, build_view, endpoints_from_slices, node_from_manifest
+from agent.sources.files import FileSource, build_view
+from agent.viewbuild import endpoint_nodes, node_info
 from ironlb.errors import ConfigError
 
 POOL = {
@@ -22,13 +27,16 @@ POOL = {
 ADV = {"apiVersion": "ironlb.io/v1alpha1", "kind": "L2Advertisement", "metadata": {"name": "lan"}, "spec": {}}
 
 
-def svc(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
+def svc(name: str, annotations: dict[str, str] | None = None, *ingress: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": "web", "annotations": annotations or {}},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
     }
+    if ingress:
+        doc["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress]}}
+    return doc
 
 
 def node(name: str, **status: Any) -> dict[str, Any]:
@@ -65,7 +73,7 @@ def write(path: Path, *docs: dict[str, Any]) -> None:
     ],
 )
 def test_node_manifest_conditions(conditions: Any, ready: bool, unavailable: bool) -> None:
-    info = node_from_manifest(node("n1", **({"conditions": conditions} if conditions else {})))
+    info = node_info(node("n1", **({"conditions": conditions} if conditions else {})))
     assert (info.ready, info.network_unavailable) == (ready, unavailable)
     assert info.addresses == ("192.0.2.1", "fd00::1"), "InternalIPs only, IPv4 first"
     assert info.labels == {"zone": "a"}
@@ -85,7 +93,7 @@ def test_endpoint_slices_give_nodes_with_ready_endpoints() -> None:
         },
         {"kind": "EndpointSlice", "metadata": {"namespace": "web"}, "endpoints": [{"nodeName": "n9"}]},
     ]
-    assert endpoints_from_slices(slices) == {"web/a": frozenset({"n1", "n3"})}
+    assert endpoint_nodes(slices) == {"web/a": frozenset({"n1", "n3"})}
 
 
 def test_directory_builds_a_view_with_deterministic_assignments(tmp_path: Path) -> None:
@@ -101,11 +109,35 @@ def test_directory_builds_a_view_with_deterministic_assignments(tmp_path: Path) 
     assert again.assignments == view.assignments, "every agent computes the same allocation"
 
 
-def test_recorded_allocation_annotation_keeps_an_address_stable(tmp_path: Path) -> None:
-    write(tmp_path / "a.yaml", POOL, ADV, svc("b", {"ironlb.io/allocated-ips": "10.0.0.15"}), svc("a"))
+def test_a_recorded_status_keeps_an_address_stable(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", POOL, ADV, svc("b", None, "10.0.0.15"), svc("a"))
     view = FileSource(tmp_path).load()
     assert view.assignments["web/b"].addresses == ("10.0.0.15",)
     assert view.assignments["web/a"].addresses == ("10.0.0.10",)
+
+
+def test_annotations_are_never_read_and_a_status_no_pool_allows_is_refused(tmp_path: Path) -> None:
+    forged = {"ironlb.io/allocated-ips": "10.0.0.15,192.0.2.254", "ironlb.io/ip-allocated-from-pool": "x"}
+    write(
+        tmp_path / "a.yaml",
+        POOL,
+        ADV,
+        svc("forger", forged),
+        svc("stale", None, "10.9.9.9"),
+        svc("late", None, "10.0.0.12"),
+        svc("early", None, "10.0.0.12"),
+    )
+    view = FileSource(tmp_path).load()
+    assert view.assignments["web/forger"].addresses == ("10.0.0.10",), "the annotation is no record"
+    assert view.assignments["web/early"].addresses == ("10.0.0.12",), "first by key (no timestamps)"
+    assert view.assignments["web/late"].addresses == ("10.0.0.11",), "its conflicting record is dropped"
+    assert view.assignments["web/stale"].addresses == ("10.0.0.13",)
+    assert {k: [(r.ip, r.reason) for r in v] for k, v in view.rejected.items()} == {
+        "web/late": [("10.0.0.12", "Conflict")],
+        "web/stale": [("10.9.9.9", "NoPool")],
+    }
+    announced = {ip for a in view.assignments.values() for ip in a.addresses}
+    assert "10.9.9.9" not in announced and "192.0.2.254" not in announced
 
 
 @pytest.mark.parametrize(

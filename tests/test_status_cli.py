@@ -6,13 +6,16 @@ import asyncio
 import json
 from typing import Any
 
+from agent.endpoints import serve
 from agent.kube.client import SERVICES
 from agent.kube.writers import ANN_ANNOUNCEMENTS
-from agent.observability import StatusBoard, serve
+from agent.observability import StatusBoard
 from ironlb.model import ANN_ALLOCATED_IPS
 from ironlb_cli import main as cli
 from ironlb_cli.status import render, rows_from_agent, rows_from_services
-from tests.kube_support import declare_all, put_object, service
+from tests.kube_support import kmock_declare as declare_all
+from tests.kube_support import kmock_put as put_object
+from tests.kube_support import service
 from tests.test_observability import FakeShell, plan
 
 AGENT_DOC = {
@@ -116,3 +119,20 @@ async def test_the_command_reads_the_cluster(kmock: Any, capsys: Any) -> None:
     code = await asyncio.to_thread(cli.main, ["status", "--server", url, "--json"])
     rows = json.loads(capsys.readouterr().out)
     assert code == 0 and rows[0]["NODES"] == "n1,n3" and rows[0]["MODE"] == "bgp"
+
+
+def test_a_conflict_seen_by_any_node_shows_in_the_cluster_table() -> None:
+    published = [
+        {
+            "ip": "10.0.0.5",
+            "mode": "layer2",
+            "nodes": [],
+            "reason": "n1: conflict (not announced yet)",
+            "conflicts": [{"node": "n1", "mac": "02:00:00:00:00:99"}],
+        }
+    ]
+    svc = service(
+        "web", annotations={ANN_ALLOCATED_IPS: "10.0.0.5", ANN_ANNOUNCEMENTS: json.dumps(published)}
+    )
+    (row,) = rows_from_services([svc])
+    assert (row["STATE"], row["CONFLICT"]) == ("not announced", "02:00:00:00:00:99 seen by n1")

@@ -1,13 +1,12 @@
-"""BGP through ExaBGP: the only package that launches or imports ExaBGP.
+"""BGP through BIRD 2: the only package that runs or talks to the BGP daemon.
 
-- :mod:`agent.bgp.settings` -- tunables (private run dir, secrets dir, batch size).
-- :mod:`agent.bgp.exaconf` -- renders one session's ExaBGP config and environment (pure).
-- :mod:`agent.bgp.api` -- encodes announce/withdraw commands in batches and parses what
-  ExaBGP says back (acks, neighbour state) (pure).
-- :mod:`agent.bgp.speaker` -- one supervised ExaBGP process per session.
-- :mod:`agent.bgp.shell` -- :class:`BGPShell`, the agent's Shell: diffs plans into
-  session restarts and route announcements.
-- :mod:`agent.bgp.launcher`, :mod:`agent.bgp.relay` -- run in the child processes.
+- :mod:`agent.bgp.settings` -- what the speaker needs (run dir, secrets dir, BIRD, ports).
+- :mod:`agent.bgp.birdconf` -- renders the node's BIRD configuration from its sessions
+  and routes (pure).
+- :mod:`agent.bgp.birdctl` -- BIRD's control socket: commands, replies, parsed status.
+- :mod:`agent.bgp.speaker` -- the supervised BIRD process (start, reconfigure, restart, stop).
+- :mod:`agent.bgp.shell` -- :class:`BGPShell`, the agent's Shell: plans -> configuration.
+- :mod:`agent.bgp.launcher` -- runs in the child: parent-death signal, then ``exec bird``.
 
-Why one process per session, and the ExaBGP tuning: docs/decisions/0040-bgp-speaker.md.
+Why BIRD, and how routes reach it: docs/decisions/0041-bird-speaker.md.
 """

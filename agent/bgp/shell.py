@@ -1,130 +1,183 @@
-"""The BGP shell: turns each new :class:`~agent.announcements.Plan` into speaker actions.
+"""The BGP shell: turns each new :class:`~agent.announcements.Plan` into BIRD's configuration.
 
-``apply(plan)`` diffs the plan's sessions against the running speakers:
+``apply(plan)`` builds, for every session the plan keeps, its routes (prefix ->
+communities, local preference; the next hop is the session's address of the family) and
+its MD5 password (read from ``<secrets_dir>/<secret>/<key>``, never logged), renders the
+whole BIRD configuration (:mod:`agent.bgp.birdconf`) and hands it to the speaker only if
+it changed:
 
-- a session that is new starts a speaker; one that vanished is withdrawn and stopped;
-- a session whose settings (or password file contents) changed is restarted -- only that
-  one: every session has its own ExaBGP process, so the others are never touched;
-- then each speaker is given its routes (prefix -> next hop, communities, local pref),
-  and sends only the difference.
+- the first session starts BIRD; no session left stops it (every session sends a Cease);
+- otherwise BIRD reloads and diffs: changed routes are sent as UPDATEs, a session whose
+  lines changed (timers, password, BFD...) is restarted, the others are never touched.
 
-The next hop of a route is this node's address of the route's family from the session
-(``next_hops``); a route of a family the node has no address for is skipped and noted in
-``last_error``.  The MD5 password is read from ``<secrets_dir>/<secret>/<key>`` here and
-handed to the speaker; it is never logged.  ``close()`` withdraws and stops everything.
+A session whose password cannot be read keeps the password it had (and is reported);
+without one it is left out until the file appears.  A route of a family the node has no
+address for is skipped and noted in ``last_error``.  ``close()`` shuts BIRD down for a
+graceful restart: sessions with graceful restart keep their routes at the routers for the
+restart time, the others are withdrawn at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.announcements import BGPRoute, BGPSession, Plan
-from agent.bgp import api
+from agent.bgp import birdconf
+from agent.bgp.birdconf import Peering, RouteLike
 from agent.bgp.settings import BGPSettings
 from agent.bgp.speaker import Speaker, SpeakerError
 
 log = logging.getLogger(__name__)
 
 
-def wanted_routes(
-    session: BGPSession, routes: tuple[BGPRoute, ...]
-) -> tuple[dict[str, api.Route], list[str]]:
-    """(prefix -> route for ``session``, prefixes skipped for lack of a next hop)."""
-    hops = {6 if ":" in a else 4: a for a in session.next_hops}
-    out: dict[str, api.Route] = {}
+def wanted_routes(session: BGPSession, routes: tuple[BGPRoute, ...]) -> tuple[dict[str, BGPRoute], list[str]]:
+    """(prefix -> route for ``session``, prefixes skipped for lack of a next hop of their family)."""
+    has4 = any(":" not in a for a in session.next_hops)
+    has6 = any(":" in a for a in session.next_hops)
+    name = session.name
+    out: dict[str, BGPRoute] = {}
     skipped: list[str] = []
-    for route in routes:
-        if session.name not in route.peers:
+    for route in routes:  # the hot loop at 10k routes: no object built per route
+        if name not in route.peers:
             continue
-        family = 6 if ":" in route.prefix else 4
-        if family not in hops:
+        if has6 if ":" in route.prefix else has4:
+            out[route.prefix] = route
+        else:
             skipped.append(route.prefix)
-            continue
-        out[route.prefix] = api.Route(route.prefix, hops[family], route.communities, route.local_pref)
     return out, skipped
 
 
 class BGPShell:
-    """The agent's BGP speaker: one ExaBGP process per session (see module docstring)."""
+    """The agent's BGP speaker: one BIRD for every session of this node (see module docstring)."""
 
     def __init__(self, node: str, settings: BGPSettings | None = None) -> None:
         self.node = node
         self.settings = settings or BGPSettings()
-        self.speakers: dict[str, Speaker] = {}
+        self.speaker = Speaker(self.settings, node)
+        self.sessions: dict[str, BGPSession] = {}
+        self.routes: dict[str, Mapping[str, RouteLike]] = {}
         self._passwords: dict[str, str | None] = {}
-        self._errors: dict[str, str] = {}  # session -> why it is not running
+        self._errors: dict[str, str] = {}  # session -> why it is not (fully) running
+        self._notes: dict[str, str] = {}  # session -> routes skipped
         self._lock = asyncio.Lock()
         self.counters = {"applies": 0, "session_restarts": 0}
+
+    @property
+    def on_change(self) -> Callable[[], None] | None:
+        return self.speaker.on_change
+
+    @on_change.setter
+    def on_change(self, callback: Callable[[], None] | None) -> None:
+        self.speaker.on_change = callback
 
     def _password(self, session: BGPSession) -> str | None:
         if session.password_ref is None:
             return None
         secret, key = session.password_ref
         path = self.settings.secrets_dir / secret / key
+        where = f'BGPPeer "{session.name}": passwordSecretRef {secret}/{key}'
         try:
-            return path.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise SpeakerError(
-                f'BGPPeer "{session.name}": passwordSecretRef {secret}/{key}: cannot read {path} '
-                f"({exc.strerror}); mount the Secret there"
-            ) from None
+            text = path.read_text().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise SpeakerError(f"{where}: cannot read {path} ({why}); mount the Secret there") from None
+        problem = birdconf.password_problem(text)
+        if problem:
+            raise SpeakerError(f"{where}: the password {problem}")
+        return text
+
+    def _peerings(self, plan: Plan) -> list[Peering]:
+        self._errors, self._notes = {}, {}
+        peerings = []
+        for session in sorted(plan.bgp_sessions):
+            name = session.name
+            try:
+                password = self._password(session)
+            except SpeakerError as exc:
+                self._errors[name] = str(exc)
+                if self.sessions.get(name) != session or name not in self._passwords:
+                    continue  # nothing it ran with before: leave it out until the file is readable
+                password = self._passwords[name]  # keep the session up on the password it has
+            routes, skipped = wanted_routes(session, plan.bgp)
+            if skipped:
+                self._notes[name] = (
+                    f"no next hop of the family of {', '.join(skipped[:3])}: "
+                    "this node has no address of that family"
+                )
+            if name in self.sessions and (self.sessions[name], self._passwords.get(name)) != (
+                session,
+                password,
+            ):
+                self.counters["session_restarts"] += 1
+                log.info('BGPPeer "%s": settings changed; BIRD restarts this session only', name)
+            peerings.append(Peering(session, routes, password))
+        self.sessions = {p.session.name: p.session for p in peerings}
+        self._passwords = {p.session.name: p.password for p in peerings}
+        self.routes = {p.session.name: p.routes for p in peerings}
+        return peerings
 
     async def apply(self, plan: Plan) -> None:
         async with self._lock:
             self.counters["applies"] += 1
-            wanted = {s.name: s for s in plan.bgp_sessions}
-            for name in [n for n in self.speakers if n not in wanted]:
-                await self.speakers.pop(name).stop(withdraw=True)
-                self._passwords.pop(name, None)
-            for name in [n for n in self._errors if n not in wanted]:
-                del self._errors[name]
-            failures: list[str] = []
-            for name, session in sorted(wanted.items()):
-                try:
-                    password = self._password(session)
-                    speaker = self.speakers.get(name)
-                    if speaker is not None and (
-                        speaker.session != session or self._passwords.get(name) != password
-                    ):
-                        log.info('BGPPeer "%s": settings changed; restarting its session', name)
-                        self.counters["session_restarts"] += 1
-                        await self.speakers.pop(name).stop(withdraw=True)
-                        speaker = None
-                    if speaker is None:
-                        speaker = Speaker(session, self.settings, password)
-                        self._passwords[name] = password
-                        await speaker.start()
-                        self.speakers[name] = speaker
-                    routes, skipped = wanted_routes(session, plan.bgp)
-                    if skipped:
-                        speaker.last_error = (
-                            f"no next hop of the family of {', '.join(skipped[:3])}: "
-                            "this node has no address of that family"
-                        )
-                    await speaker.set_routes(routes)
-                    self._errors.pop(name, None)
-                except (SpeakerError, OSError) as exc:
-                    self._errors[name] = str(exc)
-                    failures.append(str(exc))
-            if failures:
-                raise SpeakerError("; ".join(failures))
+            peerings = self._peerings(plan)
+            errors = list(self._errors.values())
+            try:
+                if not peerings:
+                    if self.speaker.state != "stopped":
+                        await self.speaker.stop(graceful=False)  # no session wanted: withdraw everything
+                else:
+                    config = birdconf.render(self.node, peerings, listen_port=self.settings.listen_port)
+                    if self.speaker.state == "stopped":
+                        await self.speaker.start(config)
+                    elif config != self.speaker.config:
+                        await self.speaker.configure(config)
+            except (SpeakerError, OSError) as exc:
+                errors.append(str(exc))
+            if errors:
+                raise SpeakerError("; ".join(errors))
 
     async def close(self) -> None:
         async with self._lock:
-            speakers, self.speakers = list(self.speakers.values()), {}
-            await asyncio.gather(*(s.stop(withdraw=True) for s in speakers), return_exceptions=True)
+            await self.speaker.stop(graceful=True)
+            self.sessions, self.routes = {}, {}
+
+    def _session_status(self, session: BGPSession) -> dict[str, Any]:
+        proto = self.speaker.protocols.get(birdconf.protocol_name(session.name))
+        if proto is None:
+            state = "idle" if self.speaker.state == "running" else self.speaker.state
+        else:
+            state = (proto.bgp_state or proto.state).lower()
+        up = state == "established" and proto is not None and proto.since is not None
+        routes = self.routes.get(session.name, {})
+        error = self._errors.get(session.name) or (proto.last_error if proto else "") or ""
+        row: dict[str, Any] = {
+            "peer": session.peer_address,
+            "state": state,
+            "uptime_s": round(max(0.0, time.time() - proto.since), 1) if up and proto and proto.since else 0,
+            "prefixes_sent": proto.exported if up and proto else 0,
+            "prefixes": len(routes),
+            "last_error": error or self._notes.get(session.name, ""),
+            "graceful_restart": session.graceful_restart,
+        }
+        if session.bfd is not None:
+            row["bfd"] = self.speaker.bfd.get(session.peer_address, "down").lower()
+        return row
 
     def status(self) -> Mapping[str, Any]:
-        sessions: dict[str, Any] = {name: sp.status() for name, sp in sorted(self.speakers.items())}
+        sessions: dict[str, Any] = {
+            name: self._session_status(s) for name, s in sorted(self.sessions.items())
+        }
         for name, error in self._errors.items():
             sessions.setdefault(name, {"state": "failed", "uptime_s": 0, "prefixes_sent": 0})[
                 "last_error"
             ] = error
         return {
+            "speaker": self.speaker.status(),
             "sessions": sessions,
-            "established": sum(1 for s in self.speakers.values() if s.state == "established"),
+            "established": sum(1 for s in sessions.values() if s.get("state") == "established"),
             **self.counters,
         }

@@ -1,8 +1,14 @@
 """The Kubernetes API client wrapper: the one module that imports lightkube.
 
 Everything above it works on plain ``dict`` objects (the JSON the API server speaks), so
-tests fake *this* wrapper's behaviour through kmock, and swapping the client library
-touches one file.  Each resource IronLB reads or writes is a :class:`Kind`.
+swapping the client library touches one file.  Each resource IronLB reads or writes is a
+:class:`Kind`.  In a pod the client uses the in-cluster service account (lightkube's
+``KubeConfig.from_env()``, unchanged); standalone, a kubeconfig file.
+
+Every request is counted in :attr:`KubeClient.calls` by (verb, API group, resource
+[/subresource], namespace): the ``ironlb_kube_api_requests_total`` metric, the API write
+rate the benchmarks report, and the RBAC table's test (every call a role makes must be
+granted to it) all read that one record.
 
 Errors are sorted by what the caller should do:
 
@@ -16,9 +22,10 @@ Errors are sorted by what the caller should do:
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx2
 from lightkube import AsyncClient
@@ -30,6 +37,7 @@ from lightkube.types import PatchType
 
 from ironlb.errors import IronLBError
 from ironlb.model import API_GROUP, API_VERSION, RESOURCE_KINDS
+from ironlb.nodestate import NodeState
 
 FIELD_MANAGER = "ironlb"
 
@@ -89,16 +97,40 @@ def crd_kind(kind: str, plural: str) -> Kind:
     return Kind(API_GROUP, API_VERSION, kind, plural, namespaced=False)
 
 
-#: IronLB's custom resources, by plural.
+#: IronLB's configuration custom resources, by plural.
 CRDS: dict[str, Kind] = {cls.PLURAL: crd_kind(cls.KIND, cls.PLURAL) for cls in RESOURCE_KINDS.values()}
-#: Everything an agent watches, by cache name (CRDs under their plural).
-AGENT_KINDS: dict[str, Kind] = {
+#: What each node's speaker reports about itself (one object per node).
+NODE_STATES = crd_kind(NodeState.KIND, NodeState.PLURAL)
+#: Everything the speaker watches, by cache name (CRDs under their plural).
+SPEAKER_KINDS: dict[str, Kind] = {
     "services": SERVICES,
     "endpointslices": ENDPOINT_SLICES,
     "nodes": NODES,
     "namespaces": NAMESPACES,
     **CRDS,
 }
+#: Everything the controller watches: configuration, Services, Namespaces, and the nodes'
+#: reports (NodeStates, with Nodes for their readiness) to publish who announces what.
+CONTROLLER_KINDS: dict[str, Kind] = {
+    "services": SERVICES,
+    "nodes": NODES,
+    "namespaces": NAMESPACES,
+    "nodestates": NODE_STATES,
+    **CRDS,
+}
+
+#: Every kind either role watches (the lab declares these in its API stand-in).
+AGENT_KINDS: dict[str, Kind] = {**SPEAKER_KINDS, **CONTROLLER_KINDS}
+
+
+class Call(NamedTuple):
+    """One kind of request: verb, API group, resource[/subresource], namespace ("" if none)."""
+
+    verb: str
+    group: str
+    resource: str
+    namespace: str
+
 
 _classes: dict[Kind, Any] = {}
 
@@ -156,12 +188,20 @@ class KubeClient:
         self._client = AsyncClient(
             config, field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(timeout), trust_env=False
         )
+        #: Requests made, by kind of request (see :class:`Call`).
+        self.calls: Counter[Call] = Counter()
+
+    def _count(self, verb: str, kind: Kind, namespace: str | None, sub: str = "") -> None:
+        resource = f"{kind.plural}/{sub}" if sub else kind.plural
+        self.calls[Call(verb, kind.group, resource, namespace or "")] += 1
 
     @classmethod
     def connect(
         cls, server: str | None = None, kubeconfig: str | None = None, timeout: float = 10.0
     ) -> KubeClient:
-        """An explicit URL (no auth; tests, the lab), a kubeconfig file, or in-cluster credentials."""
+        """In-cluster credentials (a pod), a kubeconfig file, or a URL without credentials
+        (``kubectl proxy`` on localhost).  Without both arguments lightkube's ``from_env()``
+        decides: the pod's service account, else ``$KUBECONFIG`` / ``~/.kube/config``."""
         try:
             if server:
                 config = KubeConfig.from_one(cluster=Cluster(server=server), user=User())
@@ -181,6 +221,7 @@ class KubeClient:
 
     async def list(self, kind: Kind) -> tuple[list[dict[str, Any]], str | None]:
         """Every object of ``kind`` (all namespaces) and the list's resourceVersion."""
+        self._count("list", kind, None)
         try:
             it = (
                 self._client.list(_res(kind), namespace="*")
@@ -205,6 +246,7 @@ class KubeClient:
         and :class:`ApiUnavailable` on a broken connection.
         """
         ns: dict[str, Any] = {"namespace": "*"} if kind.namespaced else {}
+        self._count("watch", kind, None)
         stream = self._client.watch(_res(kind), resource_version=resource_version, **ns)
         try:
             async for event, obj in stream:
@@ -213,6 +255,7 @@ class KubeClient:
             raise _wrap(exc, f"watch {kind}") from exc
 
     async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
+        self._count("get", kind, namespace)
         try:
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             return _plain(await self._client.get(_res(kind), name, **ns))
@@ -221,6 +264,7 @@ class KubeClient:
 
     async def create(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
         name, namespace = _meta(body)
+        self._count("create", kind, namespace)
         try:
             obj = _res(kind).from_dict({"apiVersion": kind.api_version, "kind": kind.kind, **body})
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
@@ -231,6 +275,7 @@ class KubeClient:
     async def replace(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
         """PUT: with ``metadata.resourceVersion`` set, a compare-and-swap (409 if it moved)."""
         name, namespace = _meta(body)
+        self._count("update", kind, namespace)
         try:
             obj = _res(kind).from_dict({"apiVersion": kind.api_version, "kind": kind.kind, **body})
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
@@ -243,17 +288,16 @@ class KubeClient:
     ) -> dict[str, Any]:
         """JSON merge patch (RFC 7386: ``None`` deletes a key); ``status`` targets the subresource."""
         res = _res(kind).Status if status else _res(kind)
-        body = dict(patch)
-        if kind.namespaced:  # kmock reads the namespace from the body, not the URL
-            body["metadata"] = {**(body.get("metadata") or {}), "namespace": namespace}
+        self._count("patch", kind, namespace, "status" if status else "")
         try:
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
-            out = await self._client.patch(res, name, body, patch_type=PatchType.MERGE, **ns)
+            out = await self._client.patch(res, name, dict(patch), patch_type=PatchType.MERGE, **ns)
             return _plain(out)
         except Exception as exc:
             raise _wrap(exc, f"patch {kind}{'/status' if status else ''} {namespace or ''}/{name}") from exc
 
     async def delete(self, kind: Kind, name: str, namespace: str | None = None) -> None:
+        self._count("delete", kind, namespace)
         try:
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             await self._client.delete(_res(kind), name, **ns)

@@ -11,8 +11,9 @@ This loop adds what lightkube does not have:
 - **Back-off** on errors (doubling, capped), so a vanished API server costs a retry every
   few seconds and never an exception: the cache keeps its last known state meanwhile.
 
-Events that do not change the cached object (kmock replays every object on each watch;
-real servers resend after reconnects) are swallowed, so consumers only wake on change.
+Events that do not change the cached object (a watch started without a resourceVersion
+begins with every object as ADDED; a relist after a reconnect repeats what the cache holds)
+are swallowed, so consumers only wake on change.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class Informer:
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
 
     def _emit(self, event: str, key: str, obj: Mapping[str, Any]) -> None:
         for listener in self.listeners:

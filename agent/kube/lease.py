@@ -10,6 +10,8 @@ client-go's, reduced to its core:
   read; a 409 means someone else wrote first, and we simply lost this round.
 - **Renew** every ``retry_period``; a leader that cannot renew within ``renew_deadline``
   steps down *before* its lease can expire for the others (renew_deadline < duration).
+  Followers read every half ``retry_period``, so a crashed leader is replaced at most
+  ``duration + retry_period`` after its last renewal.
 - **Release** on shutdown (holder emptied), so a clean restart hands over at once instead
   of after a full lease duration.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,19 +31,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.kube.client import LEASES, Conflict, KubeClient, KubeError, NotFound
+from ironlb.agentconfig import AgentConfig, LeaseOptions
+
+_DEFAULT = LeaseOptions()  # the defaults live in the settings model (one place)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LeaseSettings:
-    name: str = "ironlb-controller"
-    namespace: str = "ironlb-system"
-    duration: float = 15.0
+    name: str = _DEFAULT.name
+    namespace: str = AgentConfig.model_fields["namespace"].default
+    duration: float = _DEFAULT.duration_seconds
     """Seconds a holder's record must stay unchanged before others may take over."""
-    renew_deadline: float = 10.0
+    renew_deadline: float = _DEFAULT.renew_deadline_seconds
     """A leader that has not renewed for this long steps down (must be < duration)."""
-    retry_period: float = 2.0
+    retry_period: float = _DEFAULT.retry_period_seconds
     """Seconds between attempts (renewals for the leader, acquisitions for the others)."""
 
     def __post_init__(self) -> None:
@@ -89,7 +95,7 @@ class LeaseElector:
         taking_over = spec.get("holderIdentity") != self.identity
         spec.update(
             holderIdentity=self.identity,
-            leaseDurationSeconds=int(self.settings.duration),
+            leaseDurationSeconds=math.ceil(self.settings.duration),  # whole seconds, never shorter
             renewTime=micro_time(now),
         )
         if taking_over:
@@ -159,7 +165,9 @@ class LeaseElector:
                     self._set(True)
                 elif not self.is_leader or self.clock() - self._last_renew >= self.settings.renew_deadline:
                     self._set(False)
-                await asyncio.sleep(self.settings.retry_period)
+                # A follower looks twice as often as the leader writes: it notices the last
+                # renewal sooner, so it takes over sooner after a crash (reads are cheap).
+                await asyncio.sleep(self.settings.retry_period / (1 if self.is_leader else 2))
         finally:
             if self.is_leader:
                 await asyncio.shield(self._release())

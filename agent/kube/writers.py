@@ -3,16 +3,22 @@
 Every write is a JSON merge patch of just the fields IronLB owns, so other controllers'
 fields survive (Service conditions of other types are carried over, not replaced).
 Events are de-duplicated: the same (object, reason, message) is sent once per controller
-term, so a reconcile loop never floods the API server.
+term (per speaker process), so a reconcile loop never floods the API server.  Events
+about cluster-scoped objects (pools, peers, NodeStates) go to the ``default`` namespace,
+as the API server expects.
 
-What IronLB records on a Service (the contract a restarted controller rebuilds from):
+What IronLB records on a Service:
 
-- ``metadata.annotations["ironlb.io/allocated-ips"]``: "ip[,ip]" in family-preference order,
-  ``["ironlb.io/ip-allocated-from-pool"]``: the pool, or one pool per address;
-- ``status.loadBalancer.ingress``: the same addresses;
+- ``status.loadBalancer.ingress``: the addresses, in family-preference order -- the record
+  speakers announce from and a restarted controller rebuilds from (status is writable by
+  the controller alone; both re-check it, docs/decisions/0062-trust-boundary.md);
+- ``metadata.annotations["ironlb.io/allocated-ips"]`` ("ip[,ip]") and
+  ``["ironlb.io/ip-allocated-from-pool"]`` (the pool, or one pool per address): the same,
+  for people and tools; output only, never read back (tenants can write annotations);
 - ``metadata.annotations["ironlb.io/announcements"]``: JSON rows ``{ip, mode, nodes, reason}``
   -- who announces each address and why (``ironlb status`` prints it), and conditions
-  ``ironlb.io/AddressAllocated`` and ``ironlb.io/Announced`` in ``status.conditions``.
+  ``ironlb.io/AddressAllocated``, ``ironlb.io/Announced`` and ``ironlb.io/RecordTrusted``
+  (False while the controller found a record it did not write) in ``status.conditions``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ironlb.service import Assignment
 ANN_ANNOUNCEMENTS = "ironlb.io/announcements"
 COND_ALLOCATED = "ironlb.io/AddressAllocated"
 COND_ANNOUNCED = "ironlb.io/Announced"
+COND_TRUSTED = "ironlb.io/RecordTrusted"
 COMPONENT = "ironlb-controller"
 
 
@@ -81,11 +88,12 @@ def same_conditions(existing: Sequence[Mapping[str, Any]], new: Sequence[Mapping
 
 
 class Writer:
-    """The controller's hands: every write it makes goes through here."""
+    """The controller's hands (and the speaker's, for Events): every write goes through here."""
 
-    def __init__(self, client: KubeClient, identity: str):
+    def __init__(self, client: KubeClient, identity: str, component: str = COMPONENT):
         self.client = client
         self.identity = identity
+        self.component = component
         self._sent: dict[tuple[str, str, str, str], str] = {}
         self.writes = 0
 
@@ -139,8 +147,8 @@ class Writer:
             "reason": reason,
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",
-            "source": {"component": COMPONENT},
-            "reportingComponent": "ironlb.io/controller",
+            "source": {"component": self.component},
+            "reportingComponent": f"ironlb.io/{self.component.removeprefix('ironlb-')}",
             "reportingInstance": self.identity,
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,

@@ -2,18 +2,20 @@
 
 - :class:`ArpResponder` reads ARP from an ``AF_PACKET`` socket bound to one interface,
   answers requests for owned IPv4 addresses with a unicast reply, sends gratuitous ARP
-  (both forms) and RFC 5227 probes, and watches for other hosts claiming our addresses.
+  (both forms) and RFC 5227 probes.
 - :class:`NdpResponder` reads NS/NA from an ``IPPROTO_ICMPV6`` raw socket bound to one
-  interface (ICMP6_FILTER passes only types 135/136; the solicited-node group of every
-  owned address is joined), answers NS with an S|O NA sourced from the address itself
-  (``IPV6_FREEBIND`` + ``IPV6_PKTINFO``), sends unsolicited NA (O flag, to ff02::1) and
-  DAD-style probes (an NS from ``::``, sent as a whole frame on a packet socket).
+  interface (ICMP6_FILTER passes only types 135/136; packets whose hop limit is not 255
+  are dropped and counted, RFC 4861 7.1.1), answers NS with an S|O NA sourced from the
+  address itself (``IPV6_FREEBIND`` + ``IPV6_PKTINFO``), sends unsolicited NA (O flag,
+  to ff02::1) and DAD-style probes (an NS from ``::``, a whole frame on a packet socket).
+  It is in the solicited-node group of every address it owns or probes: a *set* of
+  addresses decides which groups are joined, so joins and leaves are idempotent.
 
 Both read with ``loop.add_reader`` and drain the socket in bounded batches; a malformed
-packet is counted and dropped, never raised.  Probing: ``probing`` maps an address to the
-MACs that claimed it while a probe was open; MACs of other IronLB nodes (learned from ARP
-traffic of the peers' own addresses, :class:`PeerMacs`) are not conflicts -- they are the
-previous owner handing over.
+packet is counted and dropped, never raised.  A packet from another MAC that says it
+has or wants an owned or probed address is handed to ``on_claim(responder, address,
+mac, kind)``; what a claim means is decided by :mod:`agent.l2.conflicts`.  Responders
+remember no MAC they read off the wire (``own_macs`` are this host's interfaces).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import socket
 import struct
 from collections import Counter
+from collections.abc import Callable, Set
 from typing import Any
 
 from agent.l2 import packets as pk
@@ -33,30 +36,36 @@ PACKET_OUTGOING = 4
 IPV6_FREEBIND = 78
 ICMP6_FILTER = 1
 BATCH = 256  # packets handled per wake-up before yielding to the loop
+ND_HOP_LIMIT = 255  # RFC 4861: NDP packets with any other hop limit are not from the link
+_UNSPECIFIED = b"\x00" * 16
 
-
-class PeerMacs:
-    """MACs of other IronLB nodes, learned from ARP packets whose sender is a peer's address."""
-
-    def __init__(self) -> None:
-        self.addresses: set[bytes] = set()
-        self.macs: set[bytes] = set()
-
-    def update(self, addresses: frozenset[str]) -> None:
-        self.addresses = {pk.ip_bytes(a) for a in addresses if ":" not in a}
+#: ``on_claim(responder, address, mac or None, kind)``; kind: "arp", "probe", "na", "ns".
+ClaimSink = Callable[["_Responder", bytes, "bytes | None", str], None]
 
 
 class _Responder:
     family = 0
+    #: Receive buffer size and protocol name (for logs) of the subclass's socket.
+    RECV_SIZE = 1500
+    WHAT = ""
+    RECEIVED = ""  # counter of packets read
 
-    def __init__(self, ifname: str, ifindex: int, mac: str, peers: PeerMacs, counters: Counter[str]) -> None:
+    def __init__(
+        self,
+        ifname: str,
+        ifindex: int,
+        mac: str,
+        own_macs: Set[bytes],
+        counters: Counter[str],
+        on_claim: ClaimSink,
+    ) -> None:
         self.ifname, self.ifindex, self.mac_text = ifname, ifindex, mac
         self.mac = pk.mac_bytes(mac)
-        self.peers = peers
+        self.own_macs = own_macs  # every MAC of this host (shared, kept current by the shell)
         self.counters = counters
-        self.owned: set[bytes] = set()
-        self.probing: dict[bytes, set[bytes]] = {}  # address -> MACs that claimed it during the probe
-        self.foreign: dict[bytes, bytes] = {}  # owned address -> last foreign MAC seen claiming it
+        self.on_claim = on_claim
+        self.owned: set[bytes] = set()  # answered
+        self.probing: set[bytes] = set()  # probed: claims reported, not answered
         self.sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -76,10 +85,6 @@ class _Responder:
             self.sock.close()
             self.sock = None
 
-    #: Receive buffer size and protocol name (for logs) of the subclass's socket.
-    RECV_SIZE = 1500
-    WHAT = ""
-
     def _readable(self) -> None:
         """Drain up to BATCH packets, then yield to the loop; never raises."""
         sock = self.sock
@@ -87,55 +92,69 @@ class _Responder:
             return
         for _ in range(BATCH):
             try:
-                data, addr = sock.recvfrom(self.RECV_SIZE)
+                data, meta = self._recv(sock)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 self.counters["recv_errors"] += 1
                 log.debug("%s: %s receive failed: %s", self.ifname, self.WHAT, exc)
                 return
-            self._handle(data, addr)
+            self.counters[self.RECEIVED] += 1
+            self._handle(data, meta)
 
-    def _handle(self, data: bytes, addr: Any) -> None:
+    def _recv(self, sock: socket.socket) -> tuple[bytes, Any]:
         raise NotImplementedError
 
-    def _claimed(self, addr: bytes, mac: bytes | None) -> None:
-        """Someone else says ``addr`` is at ``mac``: a conflict unless it is a peer node."""
-        if mac == self.mac or (mac is not None and mac in self.peers.macs):
-            return
-        seen = mac if mac is not None else pk.ZERO_MAC
-        if addr in self.probing:
-            self.probing[addr].add(seen)
-        elif addr in self.owned:
-            self.foreign[addr] = seen
-            self.counters["foreign_claims"] += 1
+    def _handle(self, data: bytes, meta: Any) -> None:
+        raise NotImplementedError
+
+    def _foreign(self, mac: bytes | None) -> bool:
+        return mac is None or mac not in self.own_macs
+
+    def listen(self, addr: bytes) -> None:
+        """Start receiving what the LAN says about ``addr`` (NDP: join its solicited-node group)."""
+
+    def unlisten(self, addr: bytes) -> None:
+        """Stop receiving for ``addr``; safe to call for an address never listened to."""
+
+    def announce(self, addrs: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def probe(self, addrs: list[bytes]) -> None:
+        raise NotImplementedError
 
 
 class ArpResponder(_Responder):
     family = 4
+    RECV_SIZE = 256
+    WHAT = "ARP"
+    RECEIVED = "arp_received"
 
     def _open(self) -> socket.socket:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(pk.ETH_P_ARP))
         sock.bind((self.ifname, pk.ETH_P_ARP))
         return sock
 
-    RECV_SIZE = 256
-    WHAT = "ARP"
+    def _recv(self, sock: socket.socket) -> tuple[bytes, Any]:
+        return sock.recvfrom(self.RECV_SIZE)
 
-    def _handle(self, data: bytes, addr: Any) -> None:
-        if addr[2] == PACKET_OUTGOING:
+    def _handle(self, data: bytes, meta: Any) -> None:
+        if meta[2] == PACKET_OUTGOING:
             return
         arp = pk.parse_arp_frame(data)
         if arp is None:
             self.counters["malformed"] += 1
             return
-        if arp.spa in self.peers.addresses:
-            self.peers.macs.add(arp.sha)
-        if arp.sha == self.mac:
+        if not self._foreign(arp.sha):
             return
-        if arp.spa != pk.ZERO_V4 and (arp.spa in self.probing or arp.spa in self.owned):
-            self._claimed(arp.spa, arp.sha)
-        if arp.op == pk.ARP_REQUEST and arp.tpa in self.owned:
+        if arp.spa == pk.ZERO_V4:  # an RFC 5227 probe: someone wants arp.tpa
+            if arp.tpa in self.probing:
+                self.on_claim(self, arp.tpa, arp.sha, "probe")  # probing at the same time as us
+            elif arp.tpa in self.owned:
+                self.counters["foreign_probes"] += 1  # our reply below makes the prober back off
+        elif arp.spa in self.owned or arp.spa in self.probing:
+            self.on_claim(self, arp.spa, arp.sha, "arp")
+        if arp.op == pk.ARP_REQUEST and arp.tpa in self.owned and arp.spa != arp.tpa:
             self.counters["arp_requests"] += 1
             self.send(pk.arp_reply(self.mac, arp.tpa, arp))
             self.counters["arp_replies"] += 1
@@ -161,18 +180,16 @@ class ArpResponder(_Responder):
             self.send(pk.arp_probe(self.mac, a))
         self.counters["probes_sent"] += len(addrs)
 
-    def ask_peers(self) -> None:
-        """Who-has (from 0.0.0.0) for every peer address, so their MACs are known before probing."""
-        for a in self.peers.addresses:
-            self.send(pk.arp_probe(self.mac, a))
-
 
 class NdpResponder(_Responder):
     family = 6
+    WHAT = "NDP"
+    RECEIVED = "nd_received"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._groups: Counter[bytes] = Counter()
+        self.listening: set[bytes] = set()  # addresses whose solicited-node group we need
+        self.groups: set[bytes] = set()  # groups joined on the socket
         self._raw: socket.socket | None = None
 
     def _open(self) -> socket.socket:
@@ -183,8 +200,9 @@ class NdpResponder(_Responder):
             for t in (pk.ND_NS, pk.ND_NA):
                 words[t >> 5] &= ~(1 << (t & 31))
             sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("8I", *words))
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ND_HOP_LIMIT)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ND_HOP_LIMIT)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
@@ -194,17 +212,34 @@ class NdpResponder(_Responder):
             raise
         return sock
 
+    def start(self) -> None:
+        super().start()
+        for group in sorted({pk.solicited_node(a) for a in self.listening}):
+            self._join(group, True)
+
     def close(self) -> None:
         super().close()
         if self._raw is not None:
             self._raw.close()
             self._raw = None
-        self._groups.clear()
+        self.groups.clear()
 
-    def _membership(self, addr: bytes, join: bool) -> None:
+    # --- solicited-node groups: a set per address, never a counter -----------------------
+
+    def listen(self, addr: bytes) -> None:
+        self.listening.add(addr)
         group = pk.solicited_node(addr)
-        self._groups[group] += 1 if join else -1
-        if self.sock is None or self._groups[group] not in ((1,) if join else (0,)):
+        if group not in self.groups:
+            self._join(group, True)
+
+    def unlisten(self, addr: bytes) -> None:
+        self.listening.discard(addr)
+        group = pk.solicited_node(addr)
+        if group in self.groups and not any(pk.solicited_node(a) == group for a in self.listening):
+            self._join(group, False)
+
+    def _join(self, group: bytes, join: bool) -> None:
+        if self.sock is None:
             return
         opt = socket.IPV6_JOIN_GROUP if join else socket.IPV6_LEAVE_GROUP
         try:
@@ -214,38 +249,58 @@ class NdpResponder(_Responder):
             log.warning(
                 "%s: cannot %s %s: %s", self.ifname, "join" if join else "leave", pk.ip_text(group), exc
             )
-        if not join:
-            del self._groups[group]
+            if join:
+                return
+        if join:
+            self.groups.add(group)
+        else:
+            self.groups.discard(group)
 
-    def listen(self, addr: bytes) -> None:
-        """Start receiving NS for ``addr`` (probing or owning)."""
-        self._membership(addr, True)
+    # --- receiving --------------------------------------------------------------------------
 
-    def unlisten(self, addr: bytes) -> None:
-        self._membership(addr, False)
+    def _recv(self, sock: socket.socket) -> tuple[bytes, Any]:
+        data, ancillary, _flags, addr = sock.recvmsg(self.RECV_SIZE, socket.CMSG_SPACE(4))
+        hops = None
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hops = struct.unpack("@i", value[:4])[0]
+        return data, (addr, hops)
 
-    WHAT = "NDP"
-
-    def _handle(self, data: bytes, addr: Any) -> None:
+    def _handle(self, data: bytes, meta: Any) -> None:
+        addr, hops = meta
+        if hops != ND_HOP_LIMIT:
+            self.counters["bad_hop_limit"] += 1
+            return
         msg = pk.parse_nd(data)
         if msg is None:
             self.counters["malformed"] += 1
             return
-        if msg.lladdr == self.mac:
+        if not self._foreign(msg.lladdr):
             return
+        target = msg.target
         if msg.type == pk.ND_NA:
-            if msg.target in self.probing or msg.target in self.owned:
-                self._claimed(msg.target, msg.lladdr)
+            if target in self.owned or target in self.probing:
+                self.on_claim(self, target, msg.lladdr, "na")
             return
-        if msg.target not in self.owned:
+        try:
+            src = socket.inet_pton(socket.AF_INET6, str(addr[0]).split("%")[0])
+        except OSError:
+            self.counters["malformed"] += 1
             return
-        self.counters["ns_received"] += 1
-        src = str(addr[0]).split("%")[0]
-        if src == "::":  # someone runs DAD for our address: defend (RFC 4861 7.2.4)
-            self._claimed(msg.target, msg.lladdr)
-            self.send_na(msg.target, pk.ALL_NODES, pk.NA_OVERRIDE)
-        else:
-            self.send_na(msg.target, src, pk.NA_SOLICITED | pk.NA_OVERRIDE)
+        if src == _UNSPECIFIED:  # duplicate address detection by someone else
+            if target in self.probing:
+                self.on_claim(self, target, msg.lladdr, "probe")  # probing at the same time as us
+            elif target in self.owned:
+                self.counters["foreign_probes"] += 1  # defend, as RFC 4861 7.2.4 requires
+                self.send_na(target, pk.ALL_NODES, pk.NA_OVERRIDE)
+            return
+        if src in self.owned or src in self.probing:
+            self.on_claim(self, src, msg.lladdr, "ns")  # someone uses our address as its source
+        if target in self.owned:
+            self.counters["ns_received"] += 1
+            self.send_na(target, str(addr[0]).split("%")[0], pk.NA_SOLICITED | pk.NA_OVERRIDE)
+
+    # --- sending ----------------------------------------------------------------------------
 
     def send_na(self, target: bytes, dst: str, flags: int) -> None:
         if self.sock is None:

@@ -1,25 +1,29 @@
 """The layer-2 shell: turns the plan's L2 announcements into answering ARP/NDP.
 
 For every announced address the shell picks interfaces (the announcement's, else the
-agent's ``--interfaces``, else the one whose subnet holds the address; NOARP links and
-bond/bridge members are skipped) and keeps one :mod:`responder <agent.l2.responders>` per
-interface and family.
+agent's ``interfaces`` setting, else the one whose subnet holds the address; NOARP links
+and bond/bridge members are skipped) and keeps one :mod:`responder <agent.l2.responders>`
+per interface and family.  What a claim by another host means is decided by the pure
+rules in :mod:`agent.l2.conflicts`; this module sends, sleeps and reports.
 
 Life of an address (``status()["addresses"][ip]["state"]``):
 
-- ``probing`` -- new to the cluster (no other node owned it in the previous plan, or the
-  agent just started): RFC 5227 ARP probes / DAD-style NS are sent; any non-IronLB MAC
-  that claims the address makes it a ``conflict``.  Takeovers from another node skip the
-  probe: the old owner may still be answering for a few milliseconds, and waiting would
-  lengthen every failover.
+- ``probing`` -- before every first announcement on this node (new address, takeover,
+  agent start): RFC 5227 ARP probes / DAD-style NS, ``probe_count`` of them
+  ``probe_interval`` apart, then ``probe_wait`` of listening.  A quiet round -> announce.
+  A claimant that keeps answering past ``handover_grace`` -> ``conflict``; one that stops
+  (the previous owner handing over) -> announce after the next quiet round.
 - ``announcing`` -- answering; gratuitous ARP (both forms) / unsolicited NA sent at once
   and again at each ``garp_schedule`` offset, and every ``garp_interval`` if the
-  advertisement asks for a periodic refresh.
-- ``conflict`` -- another host answers for it: not announced; logged, counted, shown in
-  status, and probed again after ``conflict_retry`` seconds.
+  advertisement asks for a periodic refresh.  A foreign claim is defended (one
+  announcement per DEFEND_INTERVAL) and reported as a ``defending`` conflict; the
+  address is probed every WATCH_INTERVAL until the other host is gone.
+- ``conflict`` -- another host holds it: not announced; logged, counted, reported
+  (``refused``), and probed again after 1 s, 2 s, 4 s ... up to ``conflict_retry``.
 - ``no-interface`` -- no usable interface holds the address; retried on the next plan.
 
-``close()`` stops answering everywhere at once (the successor's GARP then wins).
+``on_change()`` is called on every state change (the daemon refreshes status and
+metrics).  ``close()`` stops answering everywhere at once (the successor's GARP then wins).
 """
 
 from __future__ import annotations
@@ -36,10 +40,15 @@ from typing import Any
 from agent import netlink
 from agent.announcements import L2Announcement, Plan
 from agent.l2 import packets as pk
-from agent.l2.responders import ArpResponder, NdpResponder, PeerMacs, _Responder
+from agent.l2.conflicts import DEFEND_INTERVAL, Claim, Guard, Verdict, retry_delay
+from agent.l2.responders import ArpResponder, NdpResponder, _Responder
 from agent.settings import L2Settings
 
 log = logging.getLogger(__name__)
+
+TICK = 0.25  # seconds between housekeeping passes (refresh, retries, contested addresses)
+WATCH_INTERVAL = 2.0  # seconds between probes of an address a foreign host contests
+CLEAR_AFTER = 3 * WATCH_INTERVAL  # a defending conflict with no claim for this long is over
 
 
 @dataclass
@@ -50,29 +59,34 @@ class _Entry:
     interfaces: tuple[str, ...] = ()
     state: str = "new"
     since: float = field(default_factory=time.time)
-    conflict: dict[str, Any] | None = None
-    next_refresh: float | None = None
+    guard: Guard = field(init=False)
+    probing: bool = False  # a probe round is running for it
+    next_refresh: float | None = None  # monotonic: periodic GARP (garp_interval)
+    retry_at: float | None = None  # monotonic: next probe of a refused address
+    next_watch: float | None = None  # monotonic: next probe of a contested address
+
+    def __post_init__(self) -> None:
+        self.guard = Guard(self.ann.ip)
 
 
 class L2Shell:
     """:class:`agent.interfaces.Shell` for layer 2."""
 
-    def __init__(
-        self, node: str, settings: L2Settings, peer_addresses: Callable[[], frozenset[str]] = frozenset
-    ) -> None:
+    def __init__(self, node: str, settings: L2Settings) -> None:
         self.node = node
         self.settings = settings
-        self.peer_addresses = peer_addresses
-        self.peers = PeerMacs()
         self.counters: Counter[str] = Counter()
         self.entries: dict[str, _Entry] = {}
         self.responders: dict[tuple[str, int], _Responder] = {}
         self.skipped: dict[str, str] = {}  # interface -> why it is not used
+        self.own_macs: set[bytes] = set()  # every MAC of this host: never a foreign claim
         self.last_garp_burst_ms: float | None = None
-        self._prev: Plan | None = None
+        self.last_probe_ms: float | None = None  # first probe to announcing, last clean probe
+        self._by_packed: dict[bytes, _Entry] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ticking = False
         self._closed = False
-        #: Called whenever an address changes state (the daemon refreshes its status file).
+        #: Called whenever an address changes state (the daemon refreshes status and metrics).
         self.on_change: Callable[[], None] = lambda: None
 
     # --- Shell protocol -------------------------------------------------------------------
@@ -80,51 +94,40 @@ class L2Shell:
     async def apply(self, plan: Plan) -> None:
         if self._closed:
             return
-        self.peers.update(self.peer_addresses())
-        prev_owner = {
-            o.ip: o.nodes for o in (self._prev.ownership if self._prev else ()) if o.mode == "layer2"
-        }
-        first = self._prev is None
-        self._prev = plan
         wanted = {a.ip: a for a in plan.l2}
         for ip in [ip for ip in self.entries if ip not in wanted]:
             self._withdraw(self.entries.pop(ip))
         links, nets = await asyncio.to_thread(lambda: (netlink.links(), netlink.subnets()))
+        self.own_macs.clear()
+        self.own_macs.update(pk.mac_bytes(link.mac) for link in links.values() if link.mac.count(":") == 5)
+        self.own_macs.discard(pk.ZERO_MAC)
         to_probe: list[_Entry] = []
         to_announce: list[_Entry] = []
         for ip, ann in wanted.items():
             entry = self.entries.get(ip)
             interfaces = self._interfaces(ann, links, nets)
-            if entry is not None and entry.interfaces == interfaces and entry.ann == ann:
+            if entry is not None and entry.interfaces == interfaces:
+                self._update(entry, ann)
                 continue
             if entry is not None:
                 self._withdraw(entry)
             entry = _Entry(ann, pk.ip_bytes(ip), 6 if ":" in ip else 4, interfaces)
             self.entries[ip] = entry
+            self._by_packed[entry.packed] = entry
             if not interfaces:
                 entry.state = "no-interface"
                 log.warning("%s: no usable interface holds this address; not announced", ip)
                 continue
             self._ensure_responders(entry, links)
-            takeover = bool(prev_owner.get(ip)) and prev_owner[ip][0] != self.node
-            if (
-                self.settings.probe
-                and self.settings.probe_count
-                and not takeover
-                and (first or ip not in prev_owner)
-            ):
-                to_probe.append(entry)
-            else:
-                to_announce.append(entry)
+            probe = self.settings.probe and self.settings.probe_count > 0
+            (to_probe if probe else to_announce).append(entry)
         self._start_announcing(to_announce)
-        if to_probe:
-            self._begin_probe(to_probe)
-            self._spawn(self._probe_then_announce(to_probe))
+        self._probe(to_probe)
         self._close_idle()
-        if any(e.ann.garp_interval for e in self.entries.values()) and not any(
-            t.get_name() == "l2-refresh" for t in self._tasks
-        ):
-            self._spawn(self._refresh_loop(), name="l2-refresh")
+        if not self._ticking:
+            self._ticking = True
+            self._spawn(self._tick_loop(), name="l2-tick")
+        self.on_change()
 
     async def close(self) -> None:
         if self._closed:
@@ -143,26 +146,28 @@ class L2Shell:
 
     def status(self) -> Mapping[str, Any]:
         states = Counter(e.state for e in self.entries.values())
+        details = [e.guard.conflict.as_dict() for _, e in sorted(self.entries.items()) if e.guard.conflict]
         return {
             "addresses": {
                 ip: {
                     "state": e.state,
                     "interfaces": list(e.interfaces),
                     "since": e.since,
-                    **({"conflict": e.conflict} if e.conflict else {}),
+                    **({"conflict": e.guard.conflict.as_dict()} if e.guard.conflict else {}),
                 }
                 for ip, e in sorted(self.entries.items())
             },
             "states": dict(states),
             "conflicts": sorted(ip for ip, e in self.entries.items() if e.state == "conflict"),
+            "conflict_details": details,
             "counters": dict(self.counters),
             "interfaces": {
                 f"{name}/v{fam}": {"mac": r.mac_text, "owned": len(r.owned)}
                 for (name, fam), r in sorted(self.responders.items())
             },
             "skipped_interfaces": dict(self.skipped),
-            "peer_macs": sorted(pk.mac_text(m) for m in self.peers.macs),
             "last_garp_burst_ms": self.last_garp_burst_ms,
+            "last_probe_ms": self.last_probe_ms,
         }
 
     # --- interfaces and responders ----------------------------------------------------------
@@ -203,162 +208,224 @@ class L2Shell:
                 continue
             link = links[name]
             cls = ArpResponder if entry.family == 4 else NdpResponder
-            responder = cls(name, link.index, link.mac, self.peers, self.counters)
+            responder = cls(name, link.index, link.mac, self.own_macs, self.counters, self._on_claim)
             responder.start()
             self.responders[key] = responder
 
     def _close_idle(self) -> None:
+        needed = {
+            (name, e.family)
+            for e in self.entries.values()
+            if e.state not in ("withdrawn", "no-interface")
+            for name in e.interfaces
+        }
         for key, r in list(self.responders.items()):
-            if not r.owned and not r.probing:
+            if key not in needed:
                 r.close()
                 del self.responders[key]
 
     def _each(self, entry: _Entry) -> list[_Responder]:
         return [r for name in entry.interfaces if (r := self.responders.get((name, entry.family)))]
 
+    def _current(self, e: _Entry) -> bool:
+        return not self._closed and self.entries.get(e.ann.ip) is e
+
+    def _update(self, entry: _Entry, ann: L2Announcement) -> None:
+        """Same address, same interfaces: only services or the refresh interval changed."""
+        if entry.ann.garp_interval != ann.garp_interval and entry.state == "announcing":
+            entry.next_refresh = time.monotonic() + ann.garp_interval if ann.garp_interval else None
+        entry.ann = ann
+
     def _withdraw(self, entry: _Entry) -> None:
         for r in self._each(entry):
             r.owned.discard(entry.packed)
-            r.probing.pop(entry.packed, None)
-            r.foreign.pop(entry.packed, None)
-            if isinstance(r, NdpResponder):
-                r.unlisten(entry.packed)
-        entry.state = "withdrawn"
+            r.probing.discard(entry.packed)
+            r.unlisten(entry.packed)
+        if self._by_packed.get(entry.packed) is entry:
+            del self._by_packed[entry.packed]
+        entry.state, entry.probing = "withdrawn", False
 
     # --- announcing -----------------------------------------------------------------------
 
     def _start_announcing(self, entries: list[_Entry]) -> None:
         if not entries:
             return
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         for e in entries:
             for r in self._each(e):
-                if isinstance(r, NdpResponder) and e.packed not in r.probing:
-                    r.listen(e.packed)
-                r.probing.pop(e.packed, None)
+                r.probing.discard(e.packed)
                 r.owned.add(e.packed)
-            e.state, e.since, e.conflict = "announcing", time.time(), None
+                r.listen(e.packed)
+            e.state, e.since, e.probing, e.retry_at, e.next_watch = "announcing", wall, False, None, None
             e.next_refresh = now + e.ann.garp_interval if e.ann.garp_interval else None
         log.info(
             "announcing %d address(es): %s",
             len(entries),
             ", ".join(e.ann.ip for e in entries[:10]) + (" ..." if len(entries) > 10 else ""),
         )
-        self._spawn(self._garp_schedule(entries))
+        schedule = self.settings.garp_schedule
+        if schedule and schedule[0] <= 0:  # the first burst now, not one loop turn later
+            t0 = time.perf_counter()
+            self._send_garp(entries)
+            self.last_garp_burst_ms = (time.perf_counter() - t0) * 1000
+            schedule = schedule[1:]
+        if schedule:
+            self._spawn(self._garp_schedule(entries, now, schedule))
         self.on_change()
 
     def _send_garp(self, entries: list[_Entry]) -> None:
         batches: dict[tuple[str, int], list[bytes]] = {}
         for e in entries:
-            if self.entries.get(e.ann.ip) is not e or e.state != "announcing":
-                continue
-            for name in e.interfaces:
-                batches.setdefault((name, e.family), []).append(e.packed)
+            if self._current(e) and e.state == "announcing":
+                for name in e.interfaces:
+                    batches.setdefault((name, e.family), []).append(e.packed)
         for key, addrs in batches.items():
             r = self.responders.get(key)
             if r is not None:
-                r.announce(addrs)  # type: ignore[attr-defined]
+                r.announce(addrs)
 
-    async def _garp_schedule(self, entries: list[_Entry]) -> None:
-        start = time.monotonic()
-        for i, offset in enumerate(self.settings.garp_schedule):
+    async def _garp_schedule(self, entries: list[_Entry], start: float, offsets: tuple[float, ...]) -> None:
+        for offset in offsets:
             delay = start + offset - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            t0 = time.perf_counter()
             self._send_garp(entries)
-            if i == 0:
-                self.last_garp_burst_ms = (time.perf_counter() - t0) * 1000
 
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            now = time.monotonic()
-            due = [
-                e
-                for e in self.entries.values()
-                if e.state == "announcing" and e.next_refresh is not None and e.next_refresh <= now
-            ]
-            for e in due:
-                e.next_refresh = now + (e.ann.garp_interval or 0)
-            if due:
-                self._send_garp(due)
-                self.counters["refreshes"] += len(due)
+    # --- claims by other hosts ---------------------------------------------------------------
+
+    def _on_claim(self, responder: _Responder, addr: bytes, mac: bytes | None, kind: str) -> None:
+        e = self._by_packed.get(addr)
+        if e is None:
+            return
+        self.counters["claims"] += 1
+        claim = Claim(responder.ifname, pk.mac_text(mac) if mac else "unknown", kind)
+        if e.probing:
+            e.guard.claimed_while_probing(claim)
+            return
+        if e.state != "announcing":
+            return
+        defend, changed = e.guard.claimed_while_announcing(claim, time.monotonic(), time.time())
+        if e.next_watch is None:
+            e.next_watch = time.monotonic() + WATCH_INTERVAL
+        if defend:
+            self.counters["defences"] += 1
+            responder.announce([addr])
+            log.warning(
+                "CONFLICT: %s is claimed on %s by %s (%s); keeping it and defending (RFC 5227, "
+                "at most once per %s s)",
+                e.ann.ip,
+                responder.ifname,
+                claim.mac,
+                kind,
+                DEFEND_INTERVAL,
+            )
+        if changed:
+            self.on_change()
 
     # --- probing --------------------------------------------------------------------------
 
-    def _begin_probe(self, entries: list[_Entry]) -> None:
+    def _probe(self, entries: list[_Entry]) -> None:
+        """Start probing ``entries`` (new, takeover or retry); the outcome arrives later."""
+        if not entries:
+            return
+        now, wall = time.monotonic(), time.time()
         for e in entries:
-            e.state, e.since = "probing", time.time()
+            if e.state != "conflict":  # a refused address stays "conflict" while it is re-probed
+                e.state, e.since = "probing", wall
+            e.probing = True
+            e.guard.start_probe(now, self.settings.handover_grace)
             for r in self._each(e):
-                r.probing[e.packed] = set()
-                if isinstance(r, NdpResponder):
-                    r.listen(e.packed)
+                r.probing.add(e.packed)
+                r.listen(e.packed)
+        self._spawn(self._probe_rounds(entries))
 
-    async def _probe_then_announce(self, entries: list[_Entry]) -> None:
-        for r in {id(r): r for e in entries for r in self._each(e)}.values():
-            if isinstance(r, ArpResponder):
-                r.ask_peers()
-        for i in range(self.settings.probe_count):
-            if i:
-                await asyncio.sleep(self.settings.probe_interval)
-            batches: dict[int, tuple[_Responder, list[bytes]]] = {}
-            for e in entries:
-                if self.entries.get(e.ann.ip) is e and e.state == "probing":
-                    for r in self._each(e):
-                        batches.setdefault(id(r), (r, []))[1].append(e.packed)
-            for r, addrs in batches.values():
-                r.probe(addrs)  # type: ignore[attr-defined]
-        await asyncio.sleep(self.settings.probe_wait)
-        try:
-            known = await asyncio.to_thread(netlink.neighbour_macs, self.peer_addresses())
-            self.peers.macs.update(pk.mac_bytes(m) for m in known)
-        except (netlink.NetlinkError, ValueError) as exc:
-            log.debug("cannot read peer MACs from the neighbour table: %s", exc)
-        clean: list[_Entry] = []
+    async def _probe_rounds(self, entries: list[_Entry]) -> None:
+        pending, count, start = entries, self.settings.probe_count, time.monotonic()
+        while pending:
+            for i in range(count):
+                if i:
+                    await asyncio.sleep(self.settings.probe_interval)
+                self._send_probes([e for e in pending if self._current(e) and e.probing])
+            await asyncio.sleep(self.settings.probe_wait)
+            now, wall = time.monotonic(), time.time()
+            clean, again = [], []
+            for e in pending:
+                if not (self._current(e) and e.probing):
+                    continue
+                verdict = e.guard.end_round(now, wall)
+                if verdict is Verdict.ANNOUNCE:
+                    clean.append(e)
+                elif verdict is Verdict.REFUSE:
+                    self._refuse(e)
+                else:
+                    again.append(e)
+            if clean:
+                self.last_probe_ms = round((now - start) * 1000, 1)
+            self._start_announcing(clean)
+            pending, count = again, 1  # later rounds: one probe, then listen
+
+    def _send_probes(self, entries: list[_Entry]) -> None:
+        batches: dict[int, tuple[_Responder, list[bytes]]] = {}
         for e in entries:
-            if self.entries.get(e.ann.ip) is not e or e.state != "probing":
-                continue
-            claims = {
-                (r.ifname, mac)
-                for r in self._each(e)
-                for mac in r.probing.get(e.packed, ())
-                if mac not in self.peers.macs
-            }
-            if claims:
-                ifname, mac = sorted(claims)[0]
-                self._conflict(e, ifname, mac)
-            else:
-                clean.append(e)
-        self._start_announcing(clean)
+            for r in self._each(e):
+                batches.setdefault(id(r), (r, []))[1].append(e.packed)
+        for r, addrs in batches.values():
+            r.probe(addrs)
 
-    def _conflict(self, e: _Entry, ifname: str, mac: bytes) -> None:
+    def _refuse(self, e: _Entry) -> None:
         for r in self._each(e):
-            r.probing.pop(e.packed, None)
-            if isinstance(r, NdpResponder):
-                r.unlisten(e.packed)
+            r.probing.discard(e.packed)
+            r.unlisten(e.packed)
+        delay = retry_delay(e.guard.attempts, self.settings.conflict_retry)
+        e.probing, e.retry_at = False, time.monotonic() + delay
+        conflict = e.guard.conflict
+        assert conflict is not None
+        conflict.next_probe = time.time() + delay
+        if e.state == "conflict":
+            log.debug("%s is still in use by %s; probing again in %.1f s", e.ann.ip, conflict.mac, delay)
+            return
         e.state, e.since = "conflict", time.time()
-        e.conflict = {
-            "mac": pk.mac_text(mac),
-            "interface": ifname,
-            "detected": time.time(),
-            "retry_in": self.settings.conflict_retry,
-        }
         self.counters["conflicts"] += 1
         log.warning(
-            "CONFLICT: %s is already in use on %s by %s; not announcing it (probing again in %s s)",
+            "CONFLICT: %s is already in use on %s by %s; not announcing it (probing again in %.1f s)",
             e.ann.ip,
-            ifname,
-            pk.mac_text(mac),
-            self.settings.conflict_retry,
+            conflict.interface,
+            conflict.mac,
+            delay,
         )
-        asyncio.get_running_loop().call_later(self.settings.conflict_retry, self._reprobe, e)
         self.on_change()
 
-    def _reprobe(self, e: _Entry) -> None:
-        if not self._closed and self.entries.get(e.ann.ip) is e and e.state == "conflict":
-            self._begin_probe([e])
-            self._spawn(self._probe_then_announce([e]))
+    # --- housekeeping ---------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            self._tick(time.monotonic())
+
+    def _tick(self, now: float) -> None:
+        """Periodic refresh, retries of refused addresses, watching contested ones."""
+        refresh, retry, watch, changed = [], [], [], False
+        for e in list(self.entries.values()):
+            if e.state == "announcing":
+                if e.next_refresh is not None and e.next_refresh <= now:
+                    e.next_refresh = now + (e.ann.garp_interval or 0)
+                    refresh.append(e)
+                if e.guard.clear_if_quiet(now, CLEAR_AFTER):
+                    e.next_watch = None
+                    changed = True
+                    log.info("%s: no other host claimed it for %.0f s; conflict over", e.ann.ip, CLEAR_AFTER)
+                elif e.next_watch is not None and e.next_watch <= now:
+                    e.next_watch = now + WATCH_INTERVAL
+                    watch.append(e)
+            elif e.state == "conflict" and not e.probing and e.retry_at is not None and e.retry_at <= now:
+                retry.append(e)
+        if refresh:
+            self._send_garp(refresh)
+            self.counters["refreshes"] += len(refresh)
+        self._send_probes(watch)
+        self._probe(retry)
+        if changed:
+            self.on_change()
 
     def _spawn(self, coro: Any, name: str | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -367,5 +434,7 @@ class L2Shell:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        if task.get_name() == "l2-tick":
+            self._ticking = False
         if not task.cancelled() and task.exception() is not None:
             log.error("layer-2 task %s failed", task.get_name(), exc_info=task.exception())

@@ -1,16 +1,21 @@
-"""Membership and failure detection: which agents are alive, within a fraction of a second.
+"""Membership and failure detection: which agents are alive, within about a tenth of a second.
 
-A direct UDP heartbeat mesh with one-hop indirect evidence, HMAC-SHA256 authenticated,
-with a graceful LEAVE and a hard per-node packet budget.  The design, the figures and the
-split-brain behaviour are in docs/decisions/0030-membership.md.
+Signed UDP heartbeats on fast lanes (each node to a few watchers) and slow lanes (to
+everyone else, within a hard per-node packet budget), obituaries from watchers, one-hop
+indirect evidence, a graceful LEAVE, a source filter and a grab-all guard for a hostile
+LAN, and key rotation without a split.  The design, the figures and the split-brain
+behaviour are in docs/decisions/0030-membership.md.
 
-- :mod:`agent.membership.settings` -- settings, the traffic bound, the key file, addresses;
-- :mod:`agent.membership.wire` -- the signed datagram format;
-- :mod:`agent.membership.core` -- the pure state machine (time is an argument);
-- :mod:`agent.membership.node` -- the asyncio UDP shell, :class:`Membership`.
+- :mod:`agent.membership.settings` -- settings, the traffic bound, the key files, addresses;
+- :mod:`agent.membership.wire` -- the signed datagram format and the keyring;
+- :mod:`agent.membership.rules` -- one peer's record and the small pure rules;
+- :mod:`agent.membership.core` -- the pure state machine (time is an argument): verdicts;
+- :mod:`agent.membership.schedule` -- its sending half: lanes, the tick grid, promises;
+- :mod:`agent.membership.node` -- the UDP shell (its own thread), :class:`Membership`.
 """
 
 from agent.membership.node import Membership
-from agent.membership.settings import MembershipSettings, load_key
+from agent.membership.settings import MembershipSettings, load_key, load_keys
+from agent.membership.wire import Keyring
 
-__all__ = ["Membership", "MembershipSettings", "load_key"]
+__all__ = ["Keyring", "Membership", "MembershipSettings", "load_key", "load_keys"]

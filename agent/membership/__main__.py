@@ -6,8 +6,8 @@ node? is the key the same everywhere?).  Prints one JSON line per change of the 
 shared by all processes on a host, so a test can compare it with the time it killed a
 peer), and the full status as a last line on exit.  SIGTERM/SIGINT stop gracefully (LEAVE).
 
-    python -m agent.membership --node n1 --key-file /etc/ironlb/key \\
-        --peer n1=10.0.0.1 --peer n2=10.0.0.2 --peer n3=fd00::3 [--interval 0.1]
+    python -m agent.membership --node n1 --key-file /etc/ironlb/key [--next-key-file FILE] \\
+        --peer n1=10.0.0.1 --peer n2=10.0.0.2 --peer n3=fd00::3 [--interval 0.025]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 
 from agent.membership.node import Membership
-from agent.membership.settings import MembershipSettings, load_key
+from agent.membership.settings import MembershipSettings, load_keys
 from ironlb.errors import ConfigError
 
 
@@ -28,9 +28,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m agent.membership", description=__doc__.split("\n")[0])
     p.add_argument("--node", required=True, help="this node's name")
     p.add_argument("--key-file", required=True, help="file holding the shared key (>= 32 bytes)")
+    p.add_argument("--next-key-file", help="during a key rotation: the other key, accepted too")
     p.add_argument("--peer", action="append", default=[], metavar="NAME=ADDR", help="a member (repeat)")
     p.add_argument("--bind", default="0.0.0.0", help="address to bind (default: all, IPv4 and IPv6)")
-    p.add_argument("--interval", type=float, default=None, help="heartbeat period floor, seconds")
+    p.add_argument("--interval", type=float, default=None, help="fast-lane heartbeat period, seconds")
     p.add_argument("--port", type=int, default=None, help="UDP port")
     return p.parse_args(argv)
 
@@ -45,7 +46,7 @@ async def _run(ns: argparse.Namespace) -> int:
             print(f'--peer "{item}": must be NAME=ADDR', file=sys.stderr)
             return 2
         peers[name] = addr
-    member = Membership(ns.node, load_key(ns.key_file), settings, bind_host=ns.bind)
+    member = Membership(ns.node, load_keys(ns.key_file, ns.next_key_file), settings, bind_host=ns.bind)
     member.update_peers(peers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,28 +1,15 @@
-"""The pure planner: ``plan(view, node) -> Plan``.  No I/O, no clock, no randomness.
+"""The pure planner: cluster view in, :class:`~agent.announcements.Plan` out.  No I/O, no clock.
 
-Layer 2 (``l2``) elects one owner per service by a deterministic ranking of eligible
-nodes; BGP (``bgp``) lets every eligible node announce.  Both read only the
-:class:`~agent.view.ClusterView`.
+- :func:`plan` (``reference``): the whole plan from scratch; the definition of correct.
+- :class:`Planner` (``incremental``): the same value, replanning only the address groups
+  an event touches; what the daemon runs.
+- ``l2`` and ``bgp`` hold each mode's rules, per address group (``groups``); ``selection``
+  the rules both share; ``ranking`` the layer-2 owner order and its memo.
 """
 
 from __future__ import annotations
 
-from agent.announcements import Plan
-from agent.planner import bgp, l2
-from agent.view import ClusterView
+from agent.planner.incremental import CHECK_EVERY, Planner, PlannerStats
+from agent.planner.reference import plan
 
-
-def plan(view: ClusterView, node: str) -> Plan:
-    """What ``node`` announces given ``view``, and who owns every address cluster-wide."""
-    l2_ann, l2_owners, l2_missing = l2.plan_l2(view, node)
-    routes, bgp_owners, bgp_missing = bgp.plan_bgp(view, node)
-    announced = {svc for o in (*l2_owners, *bgp_owners) for svc in o.services}
-    unannounced = {k: v for k, v in {**bgp_missing, **l2_missing}.items() if k not in announced}
-    return Plan(
-        node=node,
-        l2=l2_ann,
-        bgp=routes,
-        ownership=tuple(sorted((*l2_owners, *bgp_owners), key=lambda o: (o.ip, o.mode))),
-        unannounced=unannounced,
-        bgp_sessions=bgp.plan_sessions(view, node),
-    )
+__all__ = ["CHECK_EVERY", "Planner", "PlannerStats", "plan"]

@@ -22,19 +22,29 @@ The prefix is the address itself (/32, /128) or its covering ``aggregationLength
 several advertisements send one prefix to one peer; local preference takes the highest
 and is sent to iBGP peers only.  Routes to different peers with equal attributes share
 one :class:`BGPRoute`.
+
+Shape: :class:`BGPContext` holds what every group reads besides its own services (computed
+once per view); :func:`plan_group` decides one address group (:mod:`agent.planner.groups`);
+:func:`all_routes` merges the groups' per-prefix attributes (aggregates span groups).
+:meth:`BGPContext.signature` is everything a pool's groups read from the context, for the
+incremental planner.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from functools import lru_cache
+from typing import NamedTuple
 
 import netaddr
 
-from agent.announcements import BGPRoute, BGPSession, Ownership
+from agent.announcements import BFDSettings, BGPRoute, BGPSession, Ownership
+from agent.planner.groups import Group, group
+from agent.planner.selection import needs_endpoints, node_unusable, selects_pool
 from agent.view import ClusterView, NodeInfo
-from ironlb.model import BGPAdvertisement, BGPPeer, parse_community
+from ironlb.bfd import BFDProfileSpec
+from ironlb.model import BFDProfile, BGPAdvertisement, BGPPeer, parse_community
 from ironlb.service import Assignment
 
 
@@ -55,9 +65,12 @@ def _peer_selects(peer: BGPPeer, labels: dict[str, str]) -> bool:
     return selector is None or selector.matches(labels)
 
 
-def session_for(peer: BGPPeer, info: NodeInfo | None) -> BGPSession | None:
+def session_for(
+    peer: BGPPeer, info: NodeInfo | None, profiles: Mapping[str, BFDProfile] | None = None
+) -> BGPSession | None:
     """The session ``info``'s node keeps with ``peer``; None without any IPv4 router ID."""
     spec = peer.spec
+    profile = (profiles or {}).get(spec.bfdProfile) if spec.bfdProfile else None
     router_id = spec.routerID or _family_address(info, 4)
     if router_id is None:
         return None
@@ -83,9 +96,15 @@ def session_for(peer: BGPPeer, info: NodeInfo | None) -> BGPSession | None:
         connect_time=spec.connectTime,
         ebgp_multihop=spec.ebgpMultiHop,
         graceful_restart=spec.enableGracefulRestart,
+        graceful_restart_time=spec.gracefulRestartTime,
+        bfd=_bfd(profile.spec) if profile is not None else None,
         password_ref=(ref.name, ref.key) if ref else None,
         next_hops=tuple(next_hops),
     )
+
+
+def _bfd(spec: BFDProfileSpec) -> BFDSettings:
+    return BFDSettings(spec.receiveInterval, spec.transmitInterval, spec.detectMultiplier, spec.passiveMode)
 
 
 def plan_sessions(view: ClusterView, node: str) -> tuple[BGPSession, ...]:
@@ -93,31 +112,71 @@ def plan_sessions(view: ClusterView, node: str) -> tuple[BGPSession, ...]:
     labels = _labels(view, node)
     info = view.nodes.get(node)
     sessions = (
-        session_for(peer, info)
+        session_for(peer, info, view.config.bfd_profiles)
         for _, peer in sorted(view.config.peers.items())
         if _peer_selects(peer, labels)
     )
     return tuple(s for s in sessions if s is not None)
 
 
-def _adv_selects_pool(view: ClusterView, adv: BGPAdvertisement, pool: str) -> bool:
-    spec = adv.spec
-    if not spec.ipPools and spec.ipPoolSelector is None:
-        return True
-    if pool in spec.ipPools:
-        return True
-    info = view.config.pools.get(pool)
-    if spec.ipPoolSelector is not None and info is not None:
-        return spec.ipPoolSelector.matches(dict(info.pool.metadata.labels))
-    return False
+class BGPContext:
+    """What BGP decisions read besides a group's own services; one per view, memoised."""
 
+    def __init__(self, view: ClusterView, node: str) -> None:
+        self.node = node
+        self.config = view.config  # the context reads the view only through these three
+        self.nodes = view.nodes
+        self.live = view.live_members
+        peers = view.config.peers
+        self.advs = [adv for _, adv in sorted(view.config.bgp_advertisements.items())]
+        #: peers whose session is iBGP (they get localPref)
+        self.ibgp = frozenset(name for name, p in peers.items() if p.spec.myASN == p.spec.peerASN)
+        labels = {name: dict(info.labels) for name, info in view.nodes.items()}
+        sessions = {
+            name: {p for p, peer in peers.items() if _peer_selects(peer, lab)} for name, lab in labels.items()
+        }
+        live = view.live_members
+        #: nodes that may announce at all (ready, reachable, not excluded)
+        self.usable = frozenset(n.name for n in view.nodes.values() if node_unusable(n, live) is None)
+        #: advertisement -> usable node it selects that keeps a session with one of its peers -> those peers
+        self.reach: dict[str, dict[str, frozenset[str]]] = {}
+        for adv in self.advs:
+            targets = set(adv.spec.peers) if adv.spec.peers else set(peers)
+            sel = adv.spec.nodeSelector
+            self.reach[adv.name] = {
+                name: frozenset(to)
+                for name in sorted(self.usable)
+                if (sel is None or sel.matches(labels[name])) and (to := targets & sessions[name])
+            }
+        #: advertisement -> the nodes of ``reach``, sorted (one tuple shared by every row it fills)
+        self.announcers = {name: tuple(r) for name, r in self.reach.items()}
+        self.texts: dict[str, str] = {}  # one copy of each repeated sentence
+        self._selecting: dict[str, tuple[BGPAdvertisement, ...]] = {}
+        self._communities: dict[str, tuple[str, ...]] = {}
 
-def _node_usable(view: ClusterView, info: NodeInfo) -> bool:
-    return info.ready and not info.network_unavailable and not info.excluded and view.is_alive(info.name)
+    def selecting(self, pool: str) -> tuple[BGPAdvertisement, ...]:
+        """Advertisements selecting ``pool``, by name."""
+        found = self._selecting.get(pool)
+        if found is None:
+            found = self._selecting[pool] = tuple(a for a in self.advs if selects_pool(a, self.config, pool))
+        return found
 
+    def communities(self, adv: BGPAdvertisement) -> tuple[str, ...]:
+        """``adv``'s communities as literals (aliases resolved)."""
+        found = self._communities.get(adv.name)
+        if found is None:
+            aliases = self.config.communities
+            found = self._communities[adv.name] = tuple(
+                parse_community(aliases.get(c, c)) for c in adv.spec.communities
+            )
+        return found
 
-def _communities(view: ClusterView, adv: BGPAdvertisement) -> tuple[str, ...]:
-    return tuple(parse_community(view.config.communities.get(c, c)) for c in adv.spec.communities)
+    def signature(self, pool: str) -> Hashable:
+        """Everything :func:`plan_group` reads from this context for a group using ``pool``."""
+        advs = self.selecting(pool)
+        if not advs:
+            return ()
+        return (advs, tuple((self.reach[a.name], self.communities(a)) for a in advs), self.ibgp, self.usable)
 
 
 def _prefix(ip: str, adv: BGPAdvertisement) -> str:
@@ -133,22 +192,27 @@ def _aggregate(ip: str, length: int) -> str:
     return str(netaddr.IPNetwork(f"{ip}/{length}").cidr)
 
 
-class _Acc:
-    """Attributes gathered for one (prefix, peer) on this node."""
-
-    def __init__(self) -> None:
-        self.communities: set[str] = set()
-        self.local_pref: int | None = None
-        self.services: set[str] = set()
+NO_SERVICES: frozenset[str] = frozenset()
+#: Attributes of one prefix towards one peer: (communities, localPref, services), sorted tuples.
+Attrs = tuple[tuple[str, ...], int | None, tuple[str, ...]]
 
 
-def _why_none(view: ClusterView, a: Assignment, advs: list[BGPAdvertisement]) -> str:
+class BGPResult(NamedTuple):
+    """One group's decision: what this node sends, the announcer rows, unannounced services."""
+
+    prefixes: Mapping[str, Mapping[str, Attrs]]  # prefix -> peer -> attributes (this node only)
+    owners: tuple[Ownership, ...]  # sorted by address
+    missing: Mapping[str, str]  # service -> why not announced over BGP
+    unselected: frozenset[str] = frozenset()  # services no BGPAdvertisement selects
+
+
+def _why_none(ctx: BGPContext, view: ClusterView, a: Assignment, advs: list[BGPAdvertisement]) -> str:
     """One sentence: why no node announces ``a`` over BGP."""
-    names = ", ".join(x.name for x in advs)
-    usable = [n for n in view.nodes.values() if _node_usable(view, n)]
-    if not usable:
+    names = ", ".join(dict.fromkeys(x.name for x in advs))
+    if not ctx.usable:
         return f"BGPAdvertisement {names} selects it, but no node is ready, reachable and not excluded"
-    if a.traffic_policy == "Local" and not any(n.name in view.endpoints.get(a.service, ()) for n in usable):
+    ready = view.endpoints.get(a.service, frozenset())
+    if needs_endpoints(a) and not any(n in ready for n in ctx.usable):
         return (
             f"BGPAdvertisement {names} selects it, but externalTrafficPolicy is Local "
             "and no node has a ready endpoint"
@@ -159,117 +223,136 @@ def _why_none(view: ClusterView, a: Assignment, advs: list[BGPAdvertisement]) ->
     )
 
 
-def plan_bgp(
-    view: ClusterView, node: str
-) -> tuple[tuple[BGPRoute, ...], tuple[Ownership, ...], Mapping[str, str]]:
-    """(routes for ``node``, cluster-wide announcers, service -> why unannounced)."""
-    peers = view.config.peers
-    advs = [adv for _, adv in sorted(view.config.bgp_advertisements.items())]
-    # node -> names of peers it keeps a session with
-    node_peers = {
-        name: {p for p, peer in peers.items() if _peer_selects(peer, dict(info.labels))}
-        for name, info in view.nodes.items()
-    }
-    mine: dict[tuple[str, str], _Acc] = defaultdict(_Acc)  # (prefix, peer) -> attributes
-    owners: dict[str, tuple[set[str], set[str], list[str]]] = {}  # ip -> (nodes, services, adv names)
+def plan_group(ctx: BGPContext, view: ClusterView, g: Group) -> BGPResult:
+    """Which nodes announce group ``g`` over BGP, and what ``ctx.node`` sends of it to which peer."""
+    node = ctx.node
+    mine: dict[str, dict[str, tuple[set[str], list[int], set[str]]]] = {}  # prefix -> peer -> acc
+    owners: dict[str, tuple[list[tuple[str, ...]], set[str], list[str]]] = {}  # ip -> nodes, services, advs
     missing: dict[str, str] = {}
-    # Per advertisement, computed once per plan (not per address): the usable nodes it
-    # selects that keep a session with one of its peers -> those peers.
-    reach: dict[str, dict[str, set[str]]] = {}
-    for adv in advs:
-        targets = set(adv.spec.peers) if adv.spec.peers else set(peers)
-        sel = adv.spec.nodeSelector
-        reach[adv.name] = {
-            info.name: to
-            for info in view.nodes.values()
-            if _node_usable(view, info)
-            and (sel is None or sel.matches(dict(info.labels)))
-            and (to := targets & node_peers.get(info.name, set()))
-        }
-    selects: dict[tuple[str, str], bool] = {}  # (adv, pool) -> selects
-    communities: dict[str, tuple[str, ...]] = {}  # adv -> resolved literals
-    for key, assignment in sorted(view.assignments.items()):
+    unselected: list[str] = []
+    for key in g.services:
+        assignment = view.assignments[key]
         announced_any = False
         selecting: list[BGPAdvertisement] = []
-        local = assignment.traffic_policy == "Local"
+        local = needs_endpoints(assignment)
         ready = view.endpoints.get(key, frozenset())
         for assigned in assignment.ips:
-            for adv in advs:
-                hit = selects.get((adv.name, assigned.pool))
-                if hit is None:
-                    hit = selects[(adv.name, assigned.pool)] = _adv_selects_pool(view, adv, assigned.pool)
-                if not hit:
-                    continue
+            for adv in ctx.selecting(assigned.pool):
                 selecting.append(adv)
-                announcers = reach[adv.name]
-                names_ = [n for n in announcers if n in ready] if local else list(announcers)
-                if not names_:
+                announcers = ctx.reach[adv.name]
+                names = (
+                    tuple(sorted(n for n in ready if n in announcers)) if local else ctx.announcers[adv.name]
+                )
+                if not names:
                     continue
                 announced_any = True
-                nodes, services, names = owners.setdefault(assigned.ip, (set(), set(), []))
-                nodes.update(names_)
+                nodes, services, advs = owners.setdefault(assigned.ip, ([], set(), []))
+                nodes.append(names)
                 services.add(key)
-                if adv.name not in names:
-                    names.append(adv.name)
+                if adv.name not in advs:
+                    advs.append(adv.name)
                 if node not in announcers or (local and node not in ready):
                     continue
-                prefix = _prefix(assigned.ip, adv)
-                for peer_name in announcers[node]:
-                    acc = mine[(prefix, peer_name)]
-                    if adv.name not in communities:
-                        communities[adv.name] = _communities(view, adv)
-                    acc.communities.update(communities[adv.name])
-                    acc.services.add(key)
-                    spec = peers[peer_name].spec
-                    if adv.spec.localPref is not None and spec.myASN == spec.peerASN:
-                        acc.local_pref = max(acc.local_pref or 0, adv.spec.localPref)
+                by_peer = mine.setdefault(_prefix(assigned.ip, adv), {})
+                for peer in announcers[node]:
+                    acc = by_peer.get(peer)
+                    if acc is None:
+                        acc = by_peer[peer] = (set(), [], set())
+                    acc[0].update(ctx.communities(adv))
+                    acc[2].add(key)
+                    if adv.spec.localPref is not None and peer in ctx.ibgp:
+                        acc[1].append(adv.spec.localPref)
         if not announced_any:
             if selecting:
-                missing[key] = _why_none(view, assignment, selecting)
+                missing[key] = _why_none(ctx, view, assignment, selecting)
             else:
                 pools = ", ".join(sorted({a.pool for a in assignment.ips}))
-                missing[key] = f"no BGPAdvertisement selects its pool {pools}"
-    return _group(mine), _ownership(view, owners), missing
-
-
-def _group(mine: Mapping[tuple[str, str], _Acc]) -> tuple[BGPRoute, ...]:
-    """Merge (prefix, peer) entries with equal attributes into one route per attribute set."""
-    grouped: dict[tuple[str, tuple[str, ...], int | None, tuple[str, ...]], set[str]] = defaultdict(set)
-    for (prefix, peer), acc in mine.items():
-        attrs = (prefix, tuple(sorted(acc.communities)), acc.local_pref, tuple(sorted(acc.services)))
-        grouped[attrs].add(peer)
-    return tuple(
-        sorted(
-            BGPRoute(prefix=p, peers=tuple(sorted(to)), communities=c, local_pref=lp, services=s)
-            for (p, c, lp, s), to in grouped.items()
-        )
+                missing[key] = ctx.texts.setdefault(pools, f"no BGPAdvertisement selects its pool {pools}")
+                unselected.append(key)
+    prefixes = {
+        prefix: {
+            peer: (tuple(sorted(c)), max(lp) if lp else None, tuple(sorted(s)))
+            for peer, (c, lp, s) in by.items()
+        }
+        for prefix, by in mine.items()
+    }
+    return BGPResult(
+        prefixes, _ownership(view, owners), missing, frozenset(unselected) if unselected else NO_SERVICES
     )
 
 
 def _ownership(
-    view: ClusterView, owners: Mapping[str, tuple[set[str], set[str], list[str]]]
+    view: ClusterView, owners: Mapping[str, tuple[list[tuple[str, ...]], set[str], list[str]]]
 ) -> tuple[Ownership, ...]:
+    if not owners:
+        return ()
     rows = []
-    for ip, (nodes, services, names) in sorted(owners.items()):
-        local = any(view.assignments[s].traffic_policy == "Local" for s in services if s in view.assignments)
+    for ip, (announcers, services, names) in sorted(owners.items()):
+        local = any(needs_endpoints(view.assignments[s]) for s in services)
         who = (
             "every node with a ready endpoint (externalTrafficPolicy Local)"
             if local
             else "every eligible node (externalTrafficPolicy Cluster)"
         )
+        nodes = announcers[0] if len(announcers) == 1 else tuple(sorted(set().union(*announcers)))
         reason = f"announced over BGP by {who}: {len(nodes)} via BGPAdvertisement {', '.join(names)}"
         rows.append(
-            Ownership(
-                ip=ip, mode="bgp", nodes=tuple(sorted(nodes)), reason=reason, services=tuple(sorted(services))
-            )
+            Ownership(ip=ip, mode="bgp", nodes=nodes, reason=reason, services=tuple(sorted(services)))
         )
     return tuple(rows)
 
 
-def routes_by_peer(routes: Iterable[BGPRoute]) -> dict[str, list[BGPRoute]]:
-    """peer name -> routes to send it (helper for shells)."""
-    out: dict[str, list[BGPRoute]] = defaultdict(list)
-    for route in routes:
-        for peer in route.peers:
-            out[peer].append(route)
-    return dict(out)
+def merge(parts: Iterable[Mapping[str, Attrs]]) -> dict[str, Attrs]:
+    """One prefix's attributes from several groups (aggregates): union communities and
+    services, highest localPref."""
+    acc: dict[str, tuple[set[str], list[int], set[str]]] = {}
+    for part in parts:
+        for peer, (communities, local_pref, services) in part.items():
+            c, lp, s = acc.setdefault(peer, (set(), [], set()))
+            c.update(communities)
+            s.update(services)
+            if local_pref is not None:
+                lp.append(local_pref)
+    return {
+        peer: (tuple(sorted(c)), max(lp) if lp else None, tuple(sorted(s)))
+        for peer, (c, lp, s) in acc.items()
+    }
+
+
+def routes_for(prefix: str, by_peer: Mapping[str, Attrs]) -> tuple[BGPRoute, ...]:
+    """The routes of one prefix: peers with equal attributes share one :class:`BGPRoute`."""
+    if len(by_peer) == 1:
+        ((peer, (communities, local_pref, services)),) = by_peer.items()
+        return (BGPRoute(prefix, (peer,), communities, local_pref, services),)
+    grouped: dict[Attrs, list[str]] = defaultdict(list)
+    for peer, attrs in by_peer.items():
+        grouped[attrs].append(peer)
+    routes = (BGPRoute(prefix, tuple(sorted(to)), *attrs) for attrs, to in grouped.items())
+    return tuple(sorted(routes, key=lambda r: r.peers))  # peer sets are disjoint
+
+
+def all_routes(prefixes: Mapping[str, list[Mapping[str, Attrs]]]) -> tuple[BGPRoute, ...]:
+    """Every route, sorted, from each prefix's per-group attributes."""
+    out: list[BGPRoute] = []
+    for prefix in sorted(prefixes):
+        parts = prefixes[prefix]
+        out.extend(routes_for(prefix, parts[0] if len(parts) == 1 else merge(parts)))
+    return tuple(out)
+
+
+def plan_bgp(
+    view: ClusterView, node: str
+) -> tuple[tuple[BGPRoute, ...], tuple[Ownership, ...], Mapping[str, str]]:
+    """(routes for ``node``, cluster-wide announcers, service -> why unannounced)."""
+    ctx = BGPContext(view, node)
+    prefixes: dict[str, list[Mapping[str, Attrs]]] = defaultdict(list)
+    owners: list[Ownership] = []
+    missing: dict[str, str] = {}
+    for g in group(view.assignments):
+        result = plan_group(ctx, view, g)
+        for prefix, by_peer in result.prefixes.items():
+            prefixes[prefix].append(by_peer)
+        owners.extend(result.owners)
+        missing.update(result.missing)
+    owners.sort(key=lambda o: o.ip)
+    return all_routes(prefixes), tuple(owners), missing

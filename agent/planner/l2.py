@@ -3,58 +3,45 @@
 Every agent runs this same pure function on the same view, so they all agree on the
 owner without talking (beyond membership).
 
-1. **Groups.**  A service's addresses are announced from one node, and services sharing an
-   address are announced from one node; so addresses are grouped (union-find over
-   services) and each group gets one owner.  The group's *key* is its lowest address.
-2. **Advertisements.**  An L2Advertisement covers an address when it names the address's
-   pool, its ``ipPoolSelector`` matches the pool's labels, or it names no pool and has no
-   selector (all pools).  Addresses no advertisement covers are not announced in layer 2.
+1. **Groups** (:mod:`agent.planner.groups`): a service's addresses, and every service
+   sharing one of them, have one owner.  The group's *key* is its lowest address.
+2. **Advertisements.**  An L2Advertisement covers an address when it selects the
+   address's pool (:func:`agent.planner.selection.selects_pool`).  Addresses no
+   advertisement covers are not announced in layer 2.
 3. **Eligible nodes** for a group: every node in the view that matches the ``nodeSelector``
    of an advertisement covering the group, whose agent is alive (membership), that is
    Ready, not NetworkUnavailable, not labelled exclude-from-external-load-balancers, and --
    for services with ``externalTrafficPolicy: Local`` -- holds a ready endpoint of each
    such service in the group.
-4. **Ranking.**  Eligible nodes sorted by ``sha256(node + "#" + key)``; the first owns the
-   group.  Losing one node moves only the groups it owned (consistent-hash-like spread).
+4. **Ranking** (:mod:`agent.planner.ranking`).  Eligible nodes sorted by
+   ``sha256(node + "#" + key)``; the first owns the group.  Losing one node moves only the
+   groups it owned (consistent-hash-like spread).
 
 The owner announces each address on the interfaces named by the covering advertisements
 that match it (none named: the interface whose subnet holds the address), with the
 shortest ``garpInterval`` among them.
+
+Shape: :class:`L2Context` holds what every group reads besides its own services (computed
+once per view, memoised); :func:`plan_group` decides one group.  :meth:`L2Context.signature`
+is everything a pool's groups read from the context, so the incremental planner replans a
+group only when its services or one of its pools' signatures changed.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Hashable, Iterable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 from agent.announcements import L2Announcement, Ownership
+from agent.planner.groups import Group, group
+from agent.planner.ranking import SHARED, Ranking, digest
+from agent.planner.ranking import rank as rank
+from agent.planner.selection import needs_endpoints, node_unusable, selects_pool
 from agent.view import ClusterView, NodeInfo
 from ironlb.model import L2Advertisement
-from ironlb.service import Assignment
 
-
-def rank(nodes: Iterable[str], key: str) -> list[str]:
-    """Nodes in ownership order for ``key`` (first = owner): sha256(node#key), then name."""
-    return list(_ranking(key, tuple(sorted(nodes))))
-
-
-@lru_cache(maxsize=65536)
-def _ranking(key: str, nodes: tuple[str, ...]) -> tuple[str, ...]:
-    """Memoised ranking: replans reuse it, since a key's order depends only on the node set."""
-    return tuple(sorted(nodes, key=lambda n: (hashlib.sha256(f"{n}#{key}".encode()).digest(), n)))
-
-
-def covers(adv: L2Advertisement, view: ClusterView, pool: str) -> bool:
-    """True when ``adv`` announces addresses of ``pool``."""
-    spec = adv.spec
-    if spec.ipPools and pool in spec.ipPools:
-        return True
-    if spec.ipPoolSelector is not None:
-        info = view.config.pools.get(pool)
-        return info is not None and spec.ipPoolSelector.matches(dict(info.pool.metadata.labels))
-    return not spec.ipPools
+NOTHING: Mapping[str, str] = MappingProxyType({})
 
 
 def node_matches(adv: L2Advertisement, node: NodeInfo) -> bool:
@@ -62,57 +49,157 @@ def node_matches(adv: L2Advertisement, node: NodeInfo) -> bool:
     return sel is None or sel.matches(dict(node.labels))
 
 
-@dataclass
-class _Group:
-    ips: set[str]
-    services: set[str]
+class L2Result(NamedTuple):
+    """One group's decision: this node's announcements, the owner rows, unannounced services."""
+
+    announcements: tuple[L2Announcement, ...]  # sorted by address
+    owners: tuple[Ownership, ...]  # sorted by address
+    missing: Mapping[str, str]  # service -> why not announced in layer 2
+    unselected: frozenset[str] = frozenset()  # services no L2Advertisement selects
 
 
-def _groups(assignments: Mapping[str, Assignment]) -> list[_Group]:
-    """Union-find over services: a service's addresses, and every service sharing one of them."""
-    seen: set[str] = set()
-    shared = False
-    for a in assignments.values():
-        for ip in a.addresses:
-            shared = shared or ip in seen
-            seen.add(ip)
-    if not shared:  # the common case: every service is its own group
-        plain = [_Group(set(a.addresses), {key}) for key, a in assignments.items() if a.addresses]
-        return sorted(plain, key=lambda g: min(g.ips))
-    parent: dict[str, str] = {}
+class L2Context:
+    """What layer-2 decisions read besides a group's own services; one per view, memoised."""
 
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    def __init__(self, view: ClusterView, node: str, ranking: Ranking = SHARED) -> None:
+        self.node = node
+        self.ranking = ranking
+        self.config = view.config  # the context reads the view only through these three
+        self.nodes = view.nodes
+        self.live = view.live_members
+        self.advs = sorted(view.config.l2_advertisements.values(), key=lambda a: a.name)
+        self.all_nodes = tuple(sorted(view.nodes))
+        self.node_set = ranking.nodes(frozenset(self.all_nodes))
+        self._covering: dict[str, tuple[L2Advertisement, ...]] = {}
+        self._reasons: dict[tuple[str, ...], Mapping[str, str]] = {}
+        self.texts: dict[tuple[str, ...], str] = {}  # one copy of each repeated sentence
+        self._advertising: dict[tuple[str, ...], tuple[tuple[L2Advertisement, ...], Mapping[str, str]]] = {}
+        self._terms: dict[tuple[str, str], tuple[bool, tuple[str, ...], float | None]] = {}
 
-    for key, a in assignments.items():
-        for ip in a.addresses:
-            parent[find("ip:" + ip)] = find("svc:" + key)
-    groups: dict[str, _Group] = {}
-    for key, a in assignments.items():
-        if not a.addresses:
-            continue
-        g = groups.setdefault(find("svc:" + key), _Group(set(), set()))
-        g.ips.update(a.addresses)
-        g.services.add(key)
-    return sorted(groups.values(), key=lambda g: min(g.ips))
+    def covering(self, pool: str) -> tuple[L2Advertisement, ...]:
+        """Advertisements covering ``pool``, by name."""
+        found = self._covering.get(pool)
+        if found is None:
+            found = self._covering[pool] = tuple(a for a in self.advs if selects_pool(a, self.config, pool))
+        return found
+
+    def reasons(self, advs: tuple[L2Advertisement, ...]) -> Mapping[str, str]:
+        """node -> why it cannot own a group covered by ``advs`` (endpoints aside); eligible nodes absent."""
+        key = tuple(a.name for a in advs)
+        found = self._reasons.get(key)
+        if found is None:
+            found = self._reasons[key] = {
+                n.name: r for n in self.nodes.values() if (r := _why_not(n, self.live, advs))
+            }
+        return found
+
+    def advertising(self, pools: tuple[str, ...]) -> tuple[tuple[L2Advertisement, ...], Mapping[str, str]]:
+        """(advertisements covering any of ``pools``, by name; :meth:`reasons` for them)."""
+        found = self._advertising.get(pools)
+        if found is None:
+            if len(pools) == 1:
+                advs = self.covering(pools[0])
+            else:
+                names = {a.name for p in pools for a in self.covering(p)}
+                advs = tuple(a for a in self.advs if a.name in names)
+            found = self._advertising[pools] = (advs, self.reasons(advs) if advs else NOTHING)
+        return found
+
+    def terms(self, pool: str, owner: str) -> tuple[bool, tuple[str, ...], float | None]:
+        """(any covering advertisement matches ``owner``, its interfaces, shortest garpInterval)."""
+        found = self._terms.get((pool, owner))
+        if found is None:
+            info = self.nodes[owner]
+            matching = [a for a in self.covering(pool) if node_matches(a, info)]
+            intervals = [a.spec.garpInterval for a in matching if a.spec.garpInterval is not None]
+            found = self._terms[(pool, owner)] = (
+                bool(matching),
+                tuple(sorted({i for a in matching for i in a.spec.interfaces})),
+                min(intervals) if intervals else None,
+            )
+        return found
+
+    def signature(self, pool: str) -> Hashable:
+        """Everything :func:`plan_group` reads from this context for a group using ``pool``.
+
+        A group over several pools reads the union of their advertisements; its eligibility
+        is still a function of the per-pool reasons and matches compared here.
+        """
+        advs = self.covering(pool)
+        if not advs:
+            return ()
+        matches = tuple(tuple(node_matches(a, self.nodes[n]) for a in advs) for n in self.all_nodes)
+        return (advs, self.all_nodes, tuple(sorted(self.reasons(advs).items())), matches)
 
 
-def _why_not(node: NodeInfo, view: ClusterView, advs: list[L2Advertisement]) -> str | None:
+def _why_not(node: NodeInfo, live: frozenset[str] | None, advs: Iterable[L2Advertisement]) -> str | None:
     """Why ``node`` cannot own a group, endpoints aside (None: eligible)."""
     if not any(node_matches(a, node) for a in advs):
         return "matches no advertisement's nodeSelector"
-    if not view.is_alive(node.name):
-        return "agent not alive"
-    if not node.ready:
-        return "not Ready"
-    if node.network_unavailable:
-        return "NetworkUnavailable"
-    if node.excluded:
-        return "excluded from external load balancers"
-    return None
+    return node_unusable(node, live)
+
+
+def _summary(reasons: Mapping[str, str]) -> str:
+    if not reasons:
+        return "no nodes are known (no Node objects in the view)"
+    return "; ".join(f"{n}: {r}" for n, r in sorted(reasons.items()))
+
+
+def plan_group(ctx: L2Context, view: ClusterView, g: Group) -> L2Result:
+    """Who owns group ``g`` in layer 2, and what ``ctx.node`` announces of it."""
+    assignments = view.assignments
+    services = g.services
+    if len(services) == 1:
+        pools = {ip.ip: ip.pool for ip in assignments[services[0]].ips}
+    else:
+        pools = {ip.ip: ip.pool for s in services for ip in assignments[s].ips}
+    group_pools = tuple(sorted(set(pools.values())))
+    group_advs, reasons = ctx.advertising(group_pools)
+    if not group_advs:
+        why_not = ctx.texts.setdefault(
+            group_pools, f"no L2Advertisement selects pool {', '.join(group_pools)}"
+        )
+        return L2Result((), (), dict.fromkeys(services, why_not), frozenset(services))
+    local = [s for s in services if needs_endpoints(assignments[s])]
+    if local:  # only nodes holding a ready endpoint of every Local service (usually a few)
+        ready = frozenset.intersection(*(view.endpoints.get(s, frozenset()) for s in local))
+        candidates = [n for n in ready if n in ctx.node_set and n not in reasons]
+        eligible = len(candidates)
+        if eligible:
+            owner = min(candidates, key=lambda n: digest(n, g.key))
+    else:
+        eligible = len(ctx.all_nodes) - len(reasons)
+        if eligible:
+            owner = ctx.ranking.owner(g.key, ctx.node_set, reasons)
+    if eligible <= 0:
+        if local:
+            reasons = dict(reasons)
+            for n in ctx.all_nodes:
+                if n not in reasons and (r := _no_endpoint(n, view, local)):
+                    reasons[n] = r
+        why_not = f"no eligible node for layer 2: {_summary(reasons)}"
+        return L2Result((), (), dict.fromkeys(services, why_not))
+    # No count of eligible nodes here: it changes with every node event, and the reason is
+    # published (NodeState, the Service's annotation), so a count would rewrite every row.
+    why = f"ranked first by sha256(node#{g.key}) among eligible nodes" + (
+        " with a ready endpoint" if local else ""
+    )
+    announcements: list[L2Announcement] = []
+    owners: list[Ownership] = []
+    missing: dict[str, str] = {}
+    for ip in g.ips:
+        matched, interfaces, interval = ctx.terms(pools[ip], owner)
+        holders = (
+            services if len(services) == 1 else tuple(s for s in services if ip in assignments[s].addresses)
+        )
+        if not matched:
+            for s in holders:
+                missing.setdefault(s, f"{ip}: no L2Advertisement for pool {pools[ip]} matches owner {owner}")
+            continue
+        owners.append(Ownership(ip=ip, mode="layer2", nodes=(owner,), reason=why, services=holders))
+        if owner == ctx.node:
+            announcements.append(L2Announcement(ip, holders, interfaces, interval))
+    return L2Result(tuple(announcements), tuple(owners), missing or NOTHING)
 
 
 def _no_endpoint(node: str, view: ClusterView, local_services: list[str]) -> str | None:
@@ -123,79 +210,17 @@ def _no_endpoint(node: str, view: ClusterView, local_services: list[str]) -> str
     return None
 
 
-def _summary(reasons: dict[str, str]) -> str:
-    if not reasons:
-        return "no nodes are known (no Node objects in the view)"
-    return "; ".join(f"{n}: {r}" for n, r in sorted(reasons.items()))
-
-
 def plan_l2(
     view: ClusterView, node: str
 ) -> tuple[tuple[L2Announcement, ...], tuple[Ownership, ...], Mapping[str, str]]:
     """(announcements for ``node``, cluster-wide owners, service -> why unannounced)."""
-    advs = sorted(view.config.l2_advertisements.values(), key=lambda a: a.name)
+    ctx = L2Context(view, node)
     announcements: list[L2Announcement] = []
     owners: list[Ownership] = []
     missing: dict[str, str] = {}
-    all_nodes = tuple(sorted(view.nodes))
-    # Node eligibility depends on the covering advertisements, not on the group: compute
-    # it once per distinct advertisement set (usually one) instead of per group.
-    base_reasons: dict[tuple[str, ...], dict[str, str]] = {}
-    pools_used = set(view.config.pools) | {a.pool for s in view.assignments.values() for a in s.ips}
-    covering = {pool: [a for a in advs if covers(a, view, pool)] for pool in pools_used}
-    for group in _groups(view.assignments):
-        services = sorted(group.services)
-        pools = {ip.ip: ip.pool for s in services for ip in view.assignments[s].ips}
-        ip_advs = {ip: covering[pool] for ip, pool in pools.items()}
-        group_pools = set(pools.values())
-        group_advs = [a for a in advs if any(a in covering[p] for p in group_pools)]
-        if not group_advs:
-            for s in services:
-                missing[s] = f"no L2Advertisement selects pool {', '.join(sorted(set(pools.values())))}"
-            continue
-        local = [s for s in services if view.assignments[s].traffic_policy == "Local"]
-        adv_key = tuple(a.name for a in group_advs)
-        if adv_key not in base_reasons:
-            base_reasons[adv_key] = {
-                n.name: r for n in view.nodes.values() if (r := _why_not(n, view, group_advs))
-            }
-        reasons = base_reasons[adv_key]
-        if local:
-            reasons = dict(reasons)
-            for n in all_nodes:
-                if n not in reasons and (r := _no_endpoint(n, view, local)):
-                    reasons[n] = r
-        eligible_count = len(all_nodes) - len(reasons)
-        if eligible_count <= 0:
-            for s in services:
-                missing[s] = f"no eligible node for layer 2: {_summary(reasons)}"
-            continue
-        key = min(group.ips)
-        owner = next(n for n in _ranking(key, all_nodes) if n not in reasons)
-        owner_info = view.nodes[owner]
-        why = (
-            f"ranked first of {eligible_count} eligible node{'s' if eligible_count != 1 else ''} "
-            f"by sha256(node#{key})" + (" among nodes with a ready endpoint" if local else "")
-        )
-        for ip in sorted(group.ips):
-            matching = [a for a in ip_advs[ip] if node_matches(a, owner_info)]
-            svc_of_ip = tuple(s for s in services if ip in view.assignments[s].addresses)
-            if not matching:
-                for s in svc_of_ip:
-                    missing.setdefault(
-                        s, f"{ip}: no L2Advertisement for pool {pools[ip]} matches owner {owner}"
-                    )
-                continue
-            owners.append(Ownership(ip=ip, mode="layer2", nodes=(owner,), reason=why, services=svc_of_ip))
-            if owner == node:
-                interfaces = tuple(sorted({i for a in matching for i in a.spec.interfaces}))
-                intervals = [a.spec.garpInterval for a in matching if a.spec.garpInterval is not None]
-                announcements.append(
-                    L2Announcement(
-                        ip=ip,
-                        services=svc_of_ip,
-                        interfaces=interfaces,
-                        garp_interval=min(intervals) if intervals else None,
-                    )
-                )
+    for g in group(view.assignments):
+        result = plan_group(ctx, view, g)
+        announcements.extend(result.announcements)
+        owners.extend(result.owners)
+        missing.update(result.missing)
     return tuple(sorted(announcements)), tuple(owners), missing

@@ -6,10 +6,15 @@ Service``, ``v1 Node`` and ``discovery.k8s.io/v1 EndpointSlice``.  Every agent r
 same directory computes the same view -- addresses come from the deterministic
 :func:`ironlb.ipam.allocate_all` -- so standalone agents agree without talking.
 
-Address stability: a Service may record what it holds with the annotations
-``ironlb.io/allocated-ips`` (and ``ironlb.io/ip-allocated-from-pool``), which are fed to
-the allocator as existing assignments; otherwise adding a service may shift the
-first-free choice of others (pin addresses with ``ironlb.io/loadBalancerIPs``).
+Services, Nodes and EndpointSlices are read by :mod:`agent.viewbuild`, exactly as the
+Kubernetes source reads them.  Address stability: a Service may record what it holds in
+``status.loadBalancer.ingress`` (as ``kubectl get -o yaml`` shows it); those addresses pass
+the same trust check as in a cluster (pool, tenant, family, no double claim, older Service
+first) and are fed to the allocator as existing assignments; refused ones are logged and
+listed in ``view.rejected``.  Annotations such as ``ironlb.io/allocated-ips`` are IronLB's
+output and never read.  Without a record, adding a Service may shift the first-free choice
+of others: pin addresses with ``ironlb.io/loadBalancerIPs``.  Every LoadBalancer Service
+without a ``loadBalancerClass`` is served too (the directory is the operator's).
 
 Changes are found by polling file names, sizes and mtimes (cheap; no inotify dependency,
 works on any filesystem, including ConfigMap-style symlink swaps).  A directory that does
@@ -21,23 +26,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from agent.view import ClusterView, NodeInfo
+from agent.view import ClusterView
+from agent.viewbuild import NODES, SERVICES, SLICES, ViewBuilder
 from ironlb import config as config_mod
 from ironlb import ipam
 from ironlb.errors import ConfigError, Issue
-from ironlb.model import ANN_ALLOCATED_IPS
-from ironlb.service import AssignedIP, Assignment
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".yaml", ".yml", ".json")
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 Snapshot = tuple[tuple[str, int, int], ...]
 
 
@@ -84,95 +88,24 @@ def read_documents(directory: Path) -> list[Mapping[str, Any]]:
     return docs
 
 
-def _condition(status: Mapping[str, Any], kind: str) -> str | None:
-    for cond in status.get("conditions") or []:
-        if isinstance(cond, Mapping) and cond.get("type") == kind:
-            return str(cond.get("status"))
-    return None
+def build_view(
+    docs: list[Mapping[str, Any]], builder: ViewBuilder | None = None
+) -> tuple[ClusterView, dict[str, str]]:
+    """(view, service -> allocation error sentence). Raises ConfigError on invalid config.
 
-
-def node_from_manifest(doc: Mapping[str, Any]) -> NodeInfo:
-    """A ``v1 Node`` as the planner sees it; Ready defaults to true when no condition is given."""
-    meta, status = doc.get("metadata") or {}, doc.get("status") or {}
-    addrs = [
-        str(a.get("address"))
-        for a in status.get("addresses") or []
-        if isinstance(a, Mapping) and a.get("type") == "InternalIP" and a.get("address")
-    ]
-    addrs.sort(key=lambda a: ":" in a)  # IPv4 first
-    return NodeInfo(
-        name=str(meta.get("name")),
-        labels=dict(meta.get("labels") or {}),
-        ready=_condition(status, "Ready") in (None, "True"),
-        network_unavailable=_condition(status, "NetworkUnavailable") == "True",
-        addresses=tuple(addrs),
-    )
-
-
-def endpoints_from_slices(docs: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str]]:
-    """Service "ns/name" -> nodes holding a ready endpoint (ready unset counts as ready)."""
-    out: dict[str, set[str]] = {}
-    for doc in docs:
-        meta = doc.get("metadata") or {}
-        service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if not service:
-            continue
-        key = f"{meta.get('namespace') or 'default'}/{service}"
-        nodes = out.setdefault(key, set())
-        for ep in doc.get("endpoints") or []:
-            if not isinstance(ep, Mapping) or not ep.get("nodeName"):
-                continue
-            if (ep.get("conditions") or {}).get("ready", True) is not False:
-                nodes.add(str(ep["nodeName"]))
-    return {k: frozenset(v) for k, v in out.items()}
-
-
-def recorded_assignments(
-    config: config_mod.Config, services: Iterable[Mapping[str, Any]]
-) -> list[Assignment]:
-    """Assignments recorded on Service manifests (``ironlb.io/allocated-ips``), for stability."""
-    requests = {r.key: r for r in config.services}
-    out = []
-    for doc in services:
-        meta = doc.get("metadata") or {}
-        key = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
-        text = str((meta.get("annotations") or {}).get(ANN_ALLOCATED_IPS) or "")
-        req = requests.get(key)
-        if req is None or not text.strip():
-            continue
-        ips = []
-        for ip in (s.strip() for s in text.split(",") if s.strip()):
-            pool = next((p.name for p in config.pools.values() if _contains(p, ip)), None)
-            if pool is not None:
-                ips.append(AssignedIP(ip, pool))
-        if ips:
-            out.append(Assignment.for_request(req, tuple(ips)))
-    return out
-
-
-def _contains(pool: config_mod.PoolInfo, ip: str) -> bool:
-    try:
-        return pool.contains(ip)
-    except Exception:
-        return False
-
-
-def build_view(docs: list[Mapping[str, Any]]) -> tuple[ClusterView, dict[str, str]]:
-    """(view, service -> allocation error sentence). Raises ConfigError on invalid config."""
+    ``builder``: the one used for the previous directory state, so unchanged objects are
+    not read again.
+    """
     config = config_mod.parse(docs)
-    by_kind: dict[str, list[Mapping[str, Any]]] = {}
-    for doc in docs:
-        by_kind.setdefault(str(doc.get("kind")), []).append(doc)
-    existing = recorded_assignments(config, by_kind.get("Service", []))
-    assignments, errors = ipam.allocate_all(config, existing=existing)
-    nodes = {n.name: n for n in map(node_from_manifest, by_kind.get("Node", [])) if n.name}
-    view = ClusterView(
-        config=config,
-        assignments=assignments,
-        endpoints=endpoints_from_slices(by_kind.get("EndpointSlice", [])),
-        nodes=nodes,
+    builder = builder or ViewBuilder(claim_classless=True)
+    builder.set_config(config)
+    for kind, wanted in (("Service", SERVICES), ("Node", NODES), ("EndpointSlice", SLICES)):
+        builder.replace(wanted, [d for d in docs if d.get("kind") == kind])
+    recorded = builder.build()  # what the Services record, trust-checked
+    assignments, errors = ipam.allocate_all(
+        config, builder.requests.values(), existing=recorded.assignments.values()
     )
-    return view, {k: e.message for k, e in errors.items()}
+    return replace(recorded, assignments=assignments), {k: e.message for k, e in errors.items()}
 
 
 class FileSource:
@@ -183,6 +116,7 @@ class FileSource:
         self.poll_interval = poll_interval
         self.errors: dict[str, str] = {}  # service -> why it has no address
         self.last_error: str | None = None  # why the directory is not being applied
+        self.builder = ViewBuilder(claim_classless=True)
 
     def load(self) -> ClusterView:
         """Read and build the view once (ConfigError when the directory is invalid)."""
@@ -198,9 +132,12 @@ class FileSource:
                     )
                 ]
             )
-        view, self.errors = build_view(read_documents(self.directory))
+        view, self.errors = build_view(read_documents(self.directory), self.builder)
         for key, message in sorted(self.errors.items()):
             log.warning("service %s gets no address: %s", key, message)
+        for key, refused in sorted(view.rejected.items()):
+            for r in refused:
+                log.warning("service %s: recorded address %s (%s); not used", key, r, r.reason)
         return view
 
     async def views(self) -> AsyncIterator[ClusterView]:

@@ -1,17 +1,26 @@
-"""The Kubernetes source: ClusterViews from informers (``ironlb-agent --source kube``).
+"""The Kubernetes source: the speaker's ClusterViews from informers (``source.kind: kube``).
 
-``views()`` starts the informers (Services, EndpointSlices, Nodes, Namespaces and
-IronLB's custom resources), and -- when this agent may be the controller -- the Lease
-election and controller role of :class:`agent.kube.runtime.KubeRuntime`.  It yields the
-first view once every cache has listed, then a new view after every change that alters
-it (equal views are swallowed).  Changes arriving together coalesce into one view.
+``views()`` starts the informers (Services, EndpointSlices, Nodes, Namespaces and IronLB's
+configuration) and yields the first view once every cache has listed, then a new view
+after every change that alters it (equal views are swallowed).  Changes arriving together
+coalesce into one view.  The view is built by :mod:`agent.viewbuild`, fed event by event
+(:class:`~agent.kube.viewfeed.CacheFeed`), so a change to one Service of 10,000 re-reads
+and re-checks one, and a Node or EndpointSlice event one row.
 
-Per-Service parsing is memoised on the cached object's identity (the informer replaces an
-object's dict on every change), so a change to one Service of 10,000 re-reads one.
+What is announced: only the addresses in each Service's ``status.loadBalancer.ingress``
+(written by the controller alone) that pass the trust check, never an annotation
+(docs/decisions/0062-trust-boundary.md).  Refused addresses are in ``view.rejected``: the
+speaker counts them (``ironlb_rejected_addresses``) and lists them in its ``/status``; the
+Event and condition on the Service come from the controller, once, not from every node.
+
+The speaker only reads the cluster, with two exceptions it owns: its NodeState (what this
+node announces, its BGP sessions, address conflicts; :mod:`agent.kube.nodestate`), written
+only on change, and Warning Events about address conflicts.  Allocation, Service status
+and every other write belong to ``ironlb-controller``.
 
 Secrets are deliberately not watched: BGP passwords and the membership key reach the
-agent as files mounted from Secrets (the NodeAgent component), so the agent's RBAC needs
-no cluster-wide Secret read.  API server outages leave the last view in force.
+agent as files mounted from Secrets, so the speaker's RBAC needs no Secret read.  API
+server outages leave the last view in force.
 """
 
 from __future__ import annotations
@@ -19,62 +28,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-from agent.kube.client import CRDS, KubeClient
-from agent.kube.lease import LeaseSettings
-from agent.kube.runtime import KubeRuntime, KubeSettings
-from agent.kube.viewbuild import ConfigTracker, endpoint_nodes, is_ours, node_info, recorded_assignment
-from agent.observability import Metrics
+from agent.kube.client import SPEAKER_KINDS, KubeClient
+from agent.kube.informer import Caches, InformerSettings
+from agent.kube.nodestate import NodeStateReporter
+from agent.kube.viewfeed import CacheFeed
 from agent.settings import Settings
 from agent.view import ClusterView
-from ironlb.config import Config
-from ironlb.service import Assignment, request_from_manifest
 
 log = logging.getLogger(__name__)
 
 
 class KubeSource:
-    def __init__(self, runtime: KubeRuntime, *, claim_classless: bool = False):
-        self.runtime = runtime
-        self.caches = runtime.caches
+    def __init__(
+        self,
+        client: KubeClient,
+        node: str,
+        caches: Caches,
+        *,
+        claim_classless: bool = False,
+        status_debounce: float = 0.2,
+    ):
+        self.client = client
+        self.node = node
+        self.caches = caches
         self.claim_classless = claim_classless
-        self.tracker = ConfigTracker()
-        self._memo: dict[str, tuple[Mapping[str, Any], Config, Assignment | None]] = {}
+        self.feed = CacheFeed(caches, claim_classless=claim_classless)
+        self.reporter = NodeStateReporter(client, node, caches, debounce=status_debounce)
         self.views_built = 0
 
+    def attach(self, daemon: Any, board: Any) -> None:
+        """Report through the daemon's heartbeat (NodeState) and the board (status, metrics)."""
+        board.metrics.api_requests.sources.append(lambda: self.client.calls)
+        self.reporter.on_error = lambda: board.metrics.api_errors.labels("nodestate").inc()
+        daemon.tickers.append(lambda: self.reporter.observe(daemon.plan, board.statuses))
+        board.extra_fn = self.status
+        board.ready_checks.append(self.not_ready)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "nodestate_writes": self.reporter.writes,
+            "relists": {name: inf.relists for name, inf in self.caches.informers.items()},
+            "views": self.views_built,
+        }
+
+    def not_ready(self) -> str | None:
+        waiting = sorted(n for n, inf in self.caches.informers.items() if not inf.synced.is_set())
+        return f"caches not synced yet: {', '.join(waiting)}" if waiting else None
+
     def build(self) -> ClusterView:
-        """The current view from the caches."""
-        crds = [d for plural in CRDS for d in self.caches.items(plural)]
-        config = self.tracker.update(crds, self.caches.items("namespaces"))
-        assignments: dict[str, Assignment] = {}
-        services = self.caches.informers["services"].store
-        for key in [k for k in self._memo if k not in services]:
-            del self._memo[key]
-        for key, doc in services.items():
-            memo = self._memo.get(key)
-            if memo is not None and memo[0] is doc and memo[1] is config:
-                held = memo[2]
-            else:
-                request, _ = request_from_manifest(doc)
-                ours = request is not None and is_ours(request, claim_classless=self.claim_classless)
-                held = recorded_assignment(doc, request, config) if ours and request else None
-                self._memo[key] = (doc, config, held)
-            if held is not None:
-                assignments[key] = held
+        """The current view from the caches (only what changed since the last one is redone)."""
         self.views_built += 1
-        return ClusterView(
-            config=config,
-            assignments=assignments,
-            endpoints=endpoint_nodes(self.caches.items("endpointslices")),
-            nodes={n.name: n for n in (node_info(d) for d in self.caches.items("nodes"))},
-        )
+        return self.feed.view()
 
     async def views(self) -> AsyncIterator[ClusterView]:
         changed = self.caches.subscribe()
-        tasks = [*self.caches.tasks(), asyncio.create_task(self.runtime.run_roles(), name="kube-roles")]
+        tasks = [*self.caches.tasks(), asyncio.create_task(self.reporter.run(), name="nodestate")]
         try:
             await self.caches.wait_synced()
             last: ClusterView | None = None
@@ -90,39 +101,24 @@ class KubeSource:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.client.close()
 
 
-def make_source(
-    settings: Settings,
-    *,
-    server: str | None = None,
-    kubeconfig: str | None = None,
-    claim_classless: bool = False,
-    controller: bool = True,
-    kube: KubeSettings | None = None,
-    metrics: Metrics | None = None,
-    **_: Any,
-) -> KubeSource:
-    """The source ``agent.sources.make_source`` builds for ``--source kube``.
+def make_source(settings: Settings, **_: Any) -> KubeSource:
+    """The source ``agent.sources.make_source`` builds for ``source.kind: kube``.
 
-    Options not passed as arguments come from the environment (the DaemonSet sets them):
-    ``IRONLB_KUBE_SERVER`` (URL without credentials, labs only), ``KUBECONFIG``,
-    ``IRONLB_CLAIM_CLASSLESS=true``, ``IRONLB_CONTROLLER=false`` (announce only) and
-    ``POD_NAMESPACE`` (where the controller Lease lives; default ironlb-system).
+    Credentials: in a pod, the service account (lightkube's in-cluster config, unchanged);
+    standalone, ``kubernetes.kubeconfig`` (``--kubeconfig``), else ``$KUBECONFIG``.
     """
-    env = os.environ
-    server = server or env.get("IRONLB_KUBE_SERVER") or None
-    kubeconfig = kubeconfig or env.get("KUBECONFIG") or None
-    claim_classless = claim_classless or env.get("IRONLB_CLAIM_CLASSLESS", "").lower() == "true"
-    controller = controller and env.get("IRONLB_CONTROLLER", "true").lower() != "false"
-    lease = LeaseSettings(namespace=env.get("POD_NAMESPACE") or LeaseSettings().namespace)
-    kube = kube or KubeSettings(server=server, kubeconfig=kubeconfig, controller=controller, lease=lease)
-    client = KubeClient.connect(kube.server, kube.kubeconfig)
-    if claim_classless and not kube.allocation.claim_classless:
-        from dataclasses import replace
-
-        kube = replace(kube, allocation=replace(kube.allocation, claim_classless=True))
-    runtime = KubeRuntime(client, settings.node, kube, metrics)
-    return KubeSource(runtime, claim_classless=claim_classless)
+    kube = settings.kubernetes
+    client = KubeClient.connect(kubeconfig=str(kube.kubeconfig) if kube.kubeconfig else None)
+    caches = Caches(client, SPEAKER_KINDS, InformerSettings(resync_seconds=kube.resync_seconds))
+    return KubeSource(
+        client,
+        settings.node,
+        caches,
+        claim_classless=kube.claim_classless,
+        status_debounce=kube.status_debounce_seconds,
+    )

@@ -1,12 +1,14 @@
-"""The real ``ironlb-agent`` speaking BGP to BIRD, and interop smoke tests with FRR and GoBGP.
+"""The real ``ironlb-agent`` speaking BGP to BIRD, and interop with FRR (BGP + BFD) and GoBGP.
 
 Agents run as processes in the node namespaces on a standalone manifest directory
-(lab.agents); the router's view (birdc / vtysh / gobgp) is the judge.
+(lab.agents); the interop tests hand plans to the BGP shell running in node1's namespace
+(lab.bgpnode).  The router's view (birdc / vtysh / gobgp) is the judge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -14,12 +16,11 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import BGPRoute, Plan
-from agent.bgp.settings import BGPSettings
-from agent.bgp.shell import BGPShell
+from agent.announcements import BFDSettings, BGPRoute, Plan
 from lab import Lab
 from lab.agents import Agents, bgp_advertisement, bgp_peer, nodes, pool, service
-from lab.routers import Bird, Frr, GoBGP, Neighbor, node_session, wait_for
+from lab.bgpnode import NodeShell
+from lab.routers import BfdTimers, Bird, Frr, GoBGP, Neighbor, node_session, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -77,26 +78,30 @@ def test_agents_announce_and_sigterm_sigkill_withdraw(lab: Lab) -> None:
 
 
 @pytest.fixture
-async def shell(lab: Lab) -> AsyncIterator[BGPShell]:
-    s = BGPShell(
-        "node1",
-        BGPSettings(run_dir=lab.workdir / "run", command_prefix=("ip", "netns", "exec", lab.ns("node1"))),
-    )
+async def shell(lab: Lab) -> AsyncIterator[NodeShell]:
+    s = NodeShell(lab, "node1")
     try:
         yield s
     finally:
         await s.close()
 
 
-def node1_plan(lab: Lab) -> Plan:
-    sess = node_session(lab, hold_time=6, keepalive_time=1)
+def node1_plan(lab: Lab, bfd: BFDSettings | None = None, hold: int = 6) -> Plan:
+    sess = node_session(lab, hold_time=hold, keepalive_time=1, bfd=bfd)
     return Plan(node="node1", bgp=(BGPRoute(f"{VIP}/32", ("tor",)),), bgp_sessions=(sess,))
 
 
-async def test_interop_frr(lab: Lab, shell: BGPShell) -> None:
-    frr = Frr(lab, [Neighbor("node1", lab.addr("node1"))]).start()
+async def test_interop_frr_with_bfd(lab: Lab, shell: NodeShell) -> None:
+    """FRR's bgpd and bfdd as the router, with MD5: the session, the route, BFD, link loss drops it."""
+    (lab.workdir / "secrets" / "frr").mkdir(parents=True)
+    (lab.workdir / "secrets" / "frr" / "password").write_text("frr-md5!pw\n")
+    neighbor = Neighbor("node1", lab.addr("node1"), password="frr-md5!pw", bfd=True)
+    frr = Frr(lab, [neighbor], bfd=BfdTimers(100, 3), hold=9)  # only BFD can beat the 9 s hold time
+    frr.start()
     try:
-        await shell.apply(node1_plan(lab))
+        plan = node1_plan(lab, BFDSettings(100, 100, 3), hold=9)
+        md5 = dataclasses.replace(plan.bgp_sessions[0], password_ref=("frr", "password"))
+        await shell.apply(dataclasses.replace(plan, bgp_sessions=(md5,)))
         await asyncio.to_thread(
             wait_for,
             lambda: frr.established().get(lab.addr("node1"), False),
@@ -106,7 +111,23 @@ async def test_interop_frr(lab: Lab, shell: BGPShell) -> None:
         )
         await asyncio.to_thread(wait_for, lambda: f"{VIP}/32" in frr.routes(), 10, "the route at FRR", 0.05)
         assert frr.routes()[f"{VIP}/32"][0].next_hop == lab.addr("node1")
-        await shell.apply(Plan(node="node1", bgp_sessions=node1_plan(lab).bgp_sessions))
+        await asyncio.to_thread(
+            wait_for, lambda: frr.bfd_peers().get(lab.addr("node1")) == "up", 10, "BFD up at FRR", 0.05
+        )
+        for _ in range(100):  # the shell reads BIRD's BFD state once a second
+            if (await shell.session("tor")).get("bfd") == "up":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the shell never reported BFD up: {await shell.session('tor')}")
+        lab.run("node1", "ip", "link", "set", "eth0", "down")  # power or link loss: no FIN, no Cease
+        took = await asyncio.to_thread(
+            wait_for, lambda: f"{VIP}/32" not in frr.routes(), 5, "FRR dropped the route (BFD)", 0.01
+        )
+        assert took < 1.5, f"FRR kept the route {took:.2f} s: far beyond BFD's 0.3 s detection (hold is 9 s)"
+        lab.run("node1", "ip", "link", "set", "eth0", "up")
+        await asyncio.to_thread(wait_for, lambda: f"{VIP}/32" in frr.routes(), 20, "the route back", 0.05)
+        await shell.apply(Plan(node="node1", bgp_sessions=(md5,)))  # the service is deleted
         await asyncio.to_thread(
             wait_for, lambda: f"{VIP}/32" not in frr.routes(), 10, "withdrawn at FRR", 0.05
         )
@@ -114,7 +135,7 @@ async def test_interop_frr(lab: Lab, shell: BGPShell) -> None:
         frr.stop()
 
 
-async def test_interop_gobgp(lab: Lab, shell: BGPShell) -> None:
+async def test_interop_gobgp(lab: Lab, shell: NodeShell) -> None:
     gobgp = GoBGP(lab, [Neighbor("node1", lab.addr("node1"))]).start()
     await shell.apply(node1_plan(lab))
     await asyncio.to_thread(

@@ -1,8 +1,9 @@
-"""BGP against BIRD as the top-of-rack router, seen from the router's own view (birdc).
+"""The BGP shell and its BIRD against BIRD as the top-of-rack router, judged by the router.
 
-The nodes' BGP shells run in this test process, their ExaBGP speakers inside the node
-namespaces (``command_prefix = ip netns exec``); BIRD runs in the router namespace and
-exports what it learns into that namespace's kernel table with ``merge paths on``.
+Each node's shell runs in its own process inside the node's namespace
+(:class:`lab.bgpnode.NodeShell`), as it does inside the agent, and starts BIRD there;
+the test hands it plans.  The router BIRD exports what it learns into its namespace's
+kernel table with ``merge paths on``, so ECMP is visible in its FIB.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.announcements import BGPRoute, BGPSession, Plan
-from agent.bgp.settings import BGPSettings
-from agent.bgp.shell import BGPShell
 from agent.planner import plan
 from agent.view import ClusterView, NodeInfo
 from ironlb import addresses
@@ -23,45 +24,25 @@ from ironlb.config import Config, PoolInfo
 from ironlb.model import BGPAdvertisement, BGPPeer, IPPool
 from ironlb.service import AssignedIP, Assignment
 from lab import VIP_PORT, Lab
-from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Neighbor, wait_for
+from lab.bgpnode import NodeShell
+from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Neighbor, node_session, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
 VIP = "10.77.0.200"
 VIP6 = "fd77::c8"
 
-Shells = dict[str, BGPShell]
+Shells = dict[str, NodeShell]
 
 
 def session(lab: Lab, node: str, family: int = 4, **kw: object) -> BGPSession:
-    base: dict[str, object] = dict(
-        name="tor6" if family == 6 else "tor",
-        peer_address=lab.addr("router", family),
-        peer_asn=ROUTER_ASN,
-        local_asn=NODE_ASN,
-        router_id=lab.addr(node, 4),
-        source_address=lab.addr(node, family),
-        hold_time=6,
-        keepalive_time=1,
-        connect_time=1,
-        next_hops=(lab.addr(node, 4), lab.addr(node, 6)),
-    )
-    return BGPSession(**{**base, **kw})  # type: ignore[arg-type]
+    base = node_session(lab, node, hold_time=6, keepalive_time=2, family=family)
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 async def shells(lab: Lab) -> AsyncIterator[Shells]:
-    out = {
-        n: BGPShell(
-            n,
-            BGPSettings(
-                run_dir=lab.workdir / f"run-{n}",
-                secrets_dir=lab.workdir / "secrets",
-                command_prefix=("ip", "netns", "exec", lab.ns(n)),
-            ),
-        )
-        for n in lab.nodes
-    }
+    out = {n: NodeShell(lab, n) for n in lab.nodes}
     try:
         yield out
     finally:
@@ -70,6 +51,15 @@ async def shells(lab: Lab) -> AsyncIterator[Shells]:
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 10) -> float:
     return await asyncio.to_thread(wait_for, check, timeout, what, 0.02)
+
+
+async def session_state(shell: NodeShell, name: str, state: str, timeout: float = 5) -> dict[str, Any]:
+    """The shell's status row of session ``name`` once it shows ``state`` (it reads BIRD each second)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (row := await shell.session(name)).get("state") != state:
+        assert asyncio.get_running_loop().time() < deadline, f"{name} never reached {state}: {row}"
+        await asyncio.sleep(0.05)
+    return row
 
 
 def hops(bird: Bird, prefix: str, table: str = "master4") -> set[str]:
@@ -94,8 +84,8 @@ async def test_ecmp_routes_real_tcp_communities_and_withdraw(lab: Lab, shells: S
     assert all(f"nexthop via {a}" in kernel for a in want), kernel  # ECMP in the router's FIB
     reply = lab.run("extclient", "nc", "-w", "3", VIP, str(VIP_PORT), timeout=10).stdout
     assert reply.strip() in lab.nodes, f"TCP from behind the router reached {reply!r}"
-    status = shells["node1"].status()["sessions"]["tor"]
-    assert status["state"] == "established" and status["prefixes_sent"] == 1 and status["uptime_s"] >= 0
+    status = await session_state(shells["node1"], "tor", "established")  # read once a second
+    assert status["prefixes_sent"] == 1 and status["uptime_s"] >= 0, status
     await shells["node1"].apply(route_plan("node1", [session(lab, "node1")]))  # the service is deleted
     await until(lambda: hops(bird, f"{VIP}/32") == want - {lab.addr("node1")}, "node1's path withdrawn")
     assert bird.protocols()["node1"] == "Established", "withdrawing a route keeps the session"
@@ -115,9 +105,23 @@ async def test_md5_right_password_establishes_wrong_never_does(lab: Lab, shells:
     await asyncio.to_thread(bird.wait_established, ["node1"], 15)
     await asyncio.sleep(3)  # several connect retries (connectTime 1 s) for the wrong password
     assert bird.protocols()["node2"] != "Established"
-    assert shells["node2"].status()["sessions"]["tor"]["state"] != "established"
+    assert (await shells["node2"].session("tor"))["state"] != "established"
     for shell in shells.values():
-        assert "s3cret" not in repr(shell.status()) and "guess" not in repr(shell.status())
+        assert "s3cret" not in repr(await shell.status()) and "guess" not in repr(await shell.status())
+    for node in ("node1", "node2"):  # nothing with the password stays on disk, and nothing in argv
+        assert [p.name for p in (lab.workdir / f"run-{node}" / "bgp").iterdir()] in (
+            ["lock", "bird.ctl"],
+            ["bird.ctl", "lock"],
+        )
+    pids = lab.run("node1", "ip", "netns", "pids", lab.ns("node1")).stdout.split()
+    assert len(pids) >= 2, "the shell and its BIRD run in node1's namespace"
+    for pid in pids:
+        try:
+            seen = Path(f"/proc/{pid}/cmdline").read_bytes() + Path(f"/proc/{pid}/environ").read_bytes()
+        except FileNotFoundError:  # `ip netns pids` itself, already gone
+            continue
+        assert b"s3cret" not in seen, f"the password is in the argv or environment of pid {pid}"
+    assert "s3cret" not in lab.log("bgpnode-node1")
 
 
 async def test_ibgp_local_pref_and_ipv6_routes_arrive(lab: Lab, shells: Shells) -> None:
@@ -184,25 +188,29 @@ async def test_router_restart_brings_sessions_and_routes_back(lab: Lab, shells: 
     bird = Bird(lab, [Neighbor("node1", lab.addr("node1"))]).start()
     await shells["node1"].apply(route_plan("node1", [session(lab, "node1")], BGPRoute(f"{VIP}/32", ("tor",))))
     await until(lambda: hops(bird, f"{VIP}/32") == {lab.addr("node1")}, "the route")
-    pid = shells["node1"].speakers["tor"].proc.pid  # type: ignore[union-attr]
+    pid = (await shells["node1"].status())["speaker"]["pid"]
     bird.stop()
-    await until(
-        lambda: shells["node1"].status()["sessions"]["tor"]["state"] != "established", "session down", 10
-    )
+    for _ in range(500):
+        if (await shells["node1"].session("tor"))["state"] != "established":
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("node1 never saw its session go down")
     bird.start()
     took = await until(lambda: hops(bird, f"{VIP}/32") == {lab.addr("node1")}, "the route back", 20)
-    assert shells["node1"].speakers["tor"].proc.pid == pid, "the speaker reconnected by itself"  # type: ignore[union-attr]
+    assert (await shells["node1"].status())["speaker"]["pid"] == pid, "BIRD reconnected by itself"
     assert took < 15
 
 
-async def test_changing_one_session_leaves_the_other_alone(lab: Lab, shells: Shells) -> None:
+async def test_changing_or_removing_one_session_leaves_the_other_alone(lab: Lab, shells: Shells) -> None:
     bird = Bird(lab, [Neighbor("node1", lab.addr("node1")), Neighbor("v6n1", lab.addr("node1", 6))]).start()
     v4, v6 = session(lab, "node1"), session(lab, "node1", family=6)
-    await shells["node1"].apply(route_plan("node1", [v4, v6], BGPRoute(f"{VIP}/32", ("tor",))))
+    node1 = shells["node1"]
+    await node1.apply(route_plan("node1", [v4, v6], BGPRoute(f"{VIP}/32", ("tor",))))
     await asyncio.to_thread(bird.wait_established, ["node1", "v6n1"], 15)
-    before = bird.birdc("show", "protocols", "v6n1").stdout.split()
-    v4_before = bird.birdc("show", "protocols", "node1").stdout.split()
-    await shells["node1"].apply(
+    await asyncio.sleep(1.1)  # the "since" column has millisecond resolution; be sure a flap would show
+    v6_before, v4_before = bird.since("v6n1"), bird.since("node1")
+    await node1.apply(
         route_plan(
             "node1",
             [v4, dataclasses.replace(v6, hold_time=9)],
@@ -211,9 +219,11 @@ async def test_changing_one_session_leaves_the_other_alone(lab: Lab, shells: She
         )
     )
     await until(lambda: "10.77.0.201/32" in bird.routes(), "the added route")
-    assert bird.birdc("show", "protocols", "node1").stdout.split() == v4_before, (
-        "the v4 session never flapped"
-    )
     await asyncio.to_thread(bird.wait_established, ["v6n1"], 15)
-    assert bird.birdc("show", "protocols", "v6n1").stdout.split() != before, "the changed session restarted"
-    assert shells["node1"].counters["session_restarts"] == 1
+    assert abs(bird.since("node1") - v4_before) < 0.1, "the v4 session never flapped"
+    assert abs(bird.since("v6n1") - v6_before) > 0.5, "the changed session restarted"
+    assert (await node1.status())["session_restarts"] == 1
+    await node1.apply(route_plan("node1", [v4], BGPRoute(f"{VIP}/32", ("tor",))))  # the v6 peer is deleted
+    await until(lambda: bird.protocols()["v6n1"] != "Established", "the removed session closed")
+    await until(lambda: "10.77.0.201/32" not in bird.routes(), "the route dropped from the plan withdrawn")
+    assert abs(bird.since("node1") - v4_before) < 0.1, "removing the other session left this one alone"

@@ -35,7 +35,7 @@ def test_arping_neigh_and_tcp_reach_each_vips_owner_and_only_it(lab: Lab) -> Non
         assert neigh_mac(lab, "client", ip) == lab.mac(owner)
         assert who_serves(lab, "client", ip) == owner
         reason = next(o["reason"] for o in agents.status(owner)["ownership"] if o["ip"] == ip)
-        assert reason.startswith("ranked first of 3 eligible nodes")
+        assert reason.startswith("ranked first by sha256(") and reason.endswith("among eligible nodes")
 
 
 def test_ownership_spreads_over_every_node_for_many_services(lab: Lab) -> None:

@@ -1,8 +1,13 @@
-"""Membership between real processes in network namespaces (root): crash, LEAVE, partition, spoofing.
+"""Membership between real processes in network namespaces (root): crash, LEAVE, a node
+cut off, spoofing, a 50,000 packets/s flood, and a key rotation by rolling restarts.
 
 Each node runs ``python -m agent.membership`` (one JSON line per change of its live set,
 stamped with CLOCK_MONOTONIC, which all namespaces share), so the test can compare the
-moment it killed a peer with the moment each survivor noticed.
+moment it killed a peer with the moment each survivor noticed.  The flood test runs the
+real agents (``ironlb-agent``) instead and watches who owns each address.
+
+Written against today's lab (``lab.Lab``); to port to the cluster-mode lab, replace
+:class:`Members`' ``spawn`` with the cluster's pod runner and keep the assertions.
 """
 
 from __future__ import annotations
@@ -18,34 +23,44 @@ from typing import Any
 import pytest
 
 from agent.membership.settings import MembershipSettings
+from agent.membership.wire import key_id
 from lab import Lab
+from lab.agents import Agents, l2_advertisement, nodes, pool, service
+from lab.flood import flood_result, start_membership_flood, udp_drops
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
 S = MembershipSettings()
-CRASH_BOUND = S.dead_after * S.interval + 0.25  # detection window plus scheduling slack on a busy CI box
+CRASH_BOUND = S.dead_after * S.interval + 0.15  # detection window plus scheduling slack on a busy CI box
 KEY = "lab-membership-key-0123456789abcdef0123456789"
+NEXT_KEY = "lab-membership-next-key-0123456789abcdef012345"
+ROOT = str(Path(__file__).resolve().parents[2])
+EVERYONE = {"node1", "node2", "node3"}
 
 
 class Members:
     """One membership process per lab node, and readers for what each one printed."""
 
-    def __init__(self, lab: Lab, family: int = 4) -> None:
+    def __init__(self, lab: Lab, family: int = 4, keys: tuple[str, ...] = ("key",)) -> None:
         self.lab = lab
-        self.family = family
-        key = lab.workdir / "membership.key"
-        key.write_text(KEY + "\n")
+        self.files = {name: lab.workdir / f"membership-{name}" for name in ("key", "next")}
+        self.files["key"].write_text(KEY + "\n")
+        self.files["next"].write_text(NEXT_KEY + "\n")
         self.peers = [f"--peer={n}={lab.addr(n, family)}" for n in lab.nodes]
-        self.key = str(key)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.keys = dict.fromkeys(lab.nodes, keys)
         for node in lab.nodes:
             self.start(node)
-        everyone = set(lab.nodes)
         for node in lab.nodes:
-            self.wait_live(node, everyone, since=0.0, timeout=10)
+            self.wait_live(node, set(lab.nodes), since=0.0, timeout=10)
 
-    def start(self, node: str) -> None:
-        argv = [sys.executable, "-m", "agent.membership", "--node", node, "--key-file", self.key, *self.peers]
+    def start(self, node: str, keys: tuple[str, ...] | None = None) -> None:
+        """Start ``node`` signing with the first of ``keys`` ("key"/"next") and accepting both."""
+        self.keys[node] = keys or self.keys[node]
+        files = [str(self.files[k]) for k in self.keys[node]]
+        argv = [sys.executable, "-m", "agent.membership", "--node", node, "--key-file", files[0], *self.peers]
+        if len(files) > 1:
+            argv += ["--next-key-file", files[1]]
         self.procs[node] = self.lab.spawn(node, argv, name=f"member-{node}")
 
     def lines(self, node: str) -> list[dict[str, Any]]:
@@ -57,6 +72,9 @@ class Members:
                 except ValueError:  # a line still being written
                     pass
         return out
+
+    def reports(self, node: str, since: float) -> list[set[str]]:
+        return [set(x["live"]) for x in self.lines(node) if "live" in x and x["t"] >= since]
 
     def wait_live(self, node: str, expected: set[str], since: float, timeout: float = 5.0) -> float:
         """CLOCK_MONOTONIC time at which ``node`` first reported ``expected`` after ``since``."""
@@ -96,26 +114,29 @@ def test_a_gracefully_stopped_member_is_seen_gone_at_once_and_can_rejoin(lab: La
     stopped = members.stop("node3", signal.SIGTERM)
     for survivor in ("node1", "node2"):
         noticed = members.wait_live(survivor, {"node1", "node2"}, since=stopped)
-        # a crash cannot be noticed sooner than (dead_after - 1) periods = 0.3 s: this was the LEAVE
-        assert noticed - stopped <= 0.25, f"{survivor} took {noticed - stopped:.3f} s to see the LEAVE"
+        # a crash cannot be noticed sooner than (dead_after - 1) fast periods: this was the LEAVE
+        assert noticed - stopped <= 0.07, f"{survivor} took {noticed - stopped:.3f} s to see the LEAVE"
     restarted = time.monotonic()
     members.start("node3")
-    for node in ("node1", "node2", "node3"):
-        members.wait_live(node, {"node1", "node2", "node3"}, since=restarted, timeout=10)
+    for node in EVERYONE:
+        members.wait_live(node, EVERYONE, since=restarted, timeout=10)
 
 
-def test_a_partition_splits_the_views_and_healing_converges_them(lab: Lab) -> None:
+def test_a_node_cut_off_keeps_its_set_while_the_others_drop_it_and_healing_converges(lab: Lab) -> None:
     members = Members(lab)
     cut = time.monotonic()
     lab.run("node3", "ip", "link", "set", "eth0", "down")
     members.wait_live("node1", {"node1", "node2"}, since=cut)
     members.wait_live("node2", {"node1", "node2"}, since=cut)
-    members.wait_live("node3", {"node3"}, since=cut)  # each side sees the other dead
+    time.sleep(1.0)
+    assert members.reports("node3", cut) == [], "node3 lost every peer at once: it must not go it alone"
     healed = time.monotonic()
     lab.run("node3", "ip", "link", "set", "eth0", "up")
-    for node in ("node1", "node2", "node3"):
-        took = members.wait_live(node, {"node1", "node2", "node3"}, since=healed) - healed
+    for node in ("node1", "node2"):
+        took = members.wait_live(node, EVERYONE, since=healed) - healed
         assert took <= 1.0, f"{node} took {took:.3f} s to converge after the heal"
+    status = members.status("node3")
+    assert status["counters"]["isolations"] == 1 and status["isolated_s"] is None
 
 
 SPOOF = """
@@ -128,21 +149,110 @@ for seq in range(1, 201):
         forged = encode(Message(HEARTBEAT, "node3", 2**62, seq, 0), b"not-the-cluster-key" * 2)
         s.sendto(forged, (target, 7947))
         s.sendto(b"\\x00" * (seq % 60), (target, 7947))
-    time.sleep(0.002)  # pace the flood: the receiver's socket buffer is finite
+    time.sleep(0.002)
 """
 
 
-def test_spoofed_heartbeats_with_the_wrong_key_do_not_revive_a_dead_member(lab: Lab) -> None:
+def test_heartbeats_from_a_host_that_is_no_node_are_dropped_unread(lab: Lab) -> None:
     members = Members(lab)
     killed = members.stop("node3", signal.SIGKILL)
     members.wait_live("node1", {"node1", "node2"}, since=killed)
-    root = str(Path(__file__).resolve().parents[2])
-    lab.run("client", sys.executable, "-c", SPOOF, root, lab.addr("node1"), lab.addr("node2"), timeout=20)
-    time.sleep(0.3)  # heartbeats keep flowing; any revival would be printed by now
+    lab.run("client", sys.executable, "-c", SPOOF, ROOT, lab.addr("node1"), lab.addr("node2"), timeout=20)
+    time.sleep(0.3)
     for node in ("node1", "node2"):
-        after = [x["live"] for x in members.lines(node) if "live" in x and x["t"] > killed]
-        assert all("node3" not in live for live in after), after
-        status = members.status(node)
-        # every forged datagram that was read was refused (a busy box may drop some unread)
-        assert status["counters"]["bad_mac"] >= 100 and status["counters"]["malformed"] >= 100
-        assert status["counters"]["accepted"] < status["counters"]["received"] - 200
+        assert all("node3" not in live for live in members.reports(node, killed + 0.5))
+        counters = members.status(node)["counters"]
+        assert counters["unknown_source"] >= 400, counters  # every one of them, before any HMAC
+        assert counters["bad_mac"] == counters["unknown_key"] == counters["malformed"] == 0, counters
+
+
+def _flood(lab: Lab, target: str, seconds: float) -> subprocess.Popen[bytes]:
+    return start_membership_flood(lab, target, key_id=key_id(KEY.encode()), seconds=seconds)
+
+
+def test_a_50k_pps_flood_makes_no_member_suspect_anyone(lab: Lab) -> None:
+    members = Members(lab)
+    start, drops = time.monotonic(), udp_drops(lab, "node1")
+    flood = _flood(lab, "node1", seconds=10)
+    assert flood.wait(timeout=30) == 0, lab.log("flood")
+    result = flood_result(lab)
+    time.sleep(0.2)
+    assert result["pps"] >= 45_000, result
+    for node in lab.nodes:
+        assert members.reports(node, start) == [], f"{node} changed its live set under the flood"
+    counters = members.status("node1")["counters"]
+    refused = counters["bad_mac"] + counters["unknown_source"] + counters["malformed"]
+    print(f"flood {result}; node1 refused {refused}, kernel drops {udp_drops(lab, 'node1') - drops}")
+    assert counters["bad_mac"] >= 0.4 * result["sent"], "forged heads from node addresses cost an HMAC each"
+    assert counters["unknown_source"] >= 0.4 * result["sent"], "the rest never got past the source filter"
+    assert counters["isolations"] == counters["stalls"] == 0, counters
+
+
+def test_a_50k_pps_flood_against_real_agents_moves_no_address(lab: Lab) -> None:
+    # membership timing: agent.membership's defaults, explicit until ironlb/agentconfig.py has them too
+    agents = Agents(lab, extra_args=["--membership-interval", str(S.interval)])
+    Path(agents.key).write_text(KEY)  # the flooder copies this key's id, as a LAN sniffer would
+    vips = [f"10.77.0.{200 + i}" for i in range(12)]
+    services = [service(f"s{i}", ip) for i, ip in enumerate(vips)]
+    agents.write(pool(), l2_advertisement(), *nodes(lab), *services)
+    agents.start_all()
+    owners = {ip: agents.wait_owner(ip) for ip in vips}
+    assert len(set(owners.values())) > 1, owners  # node1 owns some and not others: a grab would show
+    pid = agents.procs["node1"].pid
+    cpu0, t0, drops = _cpu_seconds(pid), time.monotonic(), udp_drops(lab, "node1")
+    flood = _flood(lab, "node1", seconds=10)
+    changes: list[tuple[float, str, dict[str, str | None]]] = []
+    while flood.poll() is None:
+        for ip in vips:
+            seen = agents.owners(ip)
+            if set(seen.values()) != {owners[ip]}:
+                changes.append((time.monotonic() - t0, ip, seen))
+        for node in lab.nodes:
+            live = (agents.status(node) or {}).get("live")
+            if live is not None and set(live) != EVERYONE:
+                changes.append((time.monotonic() - t0, node, {"live": ",".join(live)}))
+        time.sleep(0.05)
+    cpu = (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    result = flood_result(lab)
+    print(f"flood {result}; node1 agent CPU {cpu:.2f} s/s, kernel drops {udp_drops(lab, 'node1') - drops}")
+    assert result["pps"] >= 45_000, result
+    assert changes == [], f"owner or live-set changes under the flood: {changes[:5]}"
+    for node in lab.nodes:
+        log = lab.log(f"agent-{node}")
+        assert "membership: node" in log, "membership state changes are logged (so the next line can fail)"
+        assert " is dead" not in log and " is suspect" not in log and "cut off" not in log, log[-2000:]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
+
+
+def test_a_key_rotation_by_rolling_restarts_never_splits_the_cluster(lab: Lab) -> None:
+    members = Members(lab, keys=("key",))
+    begin = time.monotonic()
+    windows: list[tuple[str, float, float]] = []  # (node, stopped, everyone sees it again)
+    steps = [("key", "next"), ("next", "key"), ("next",)]  # accept next; sign with next; drop the old
+    for keys in steps:
+        for node in lab.nodes:  # one at a time, as a DaemonSet rolls
+            stopped = members.stop(node, signal.SIGTERM)
+            members.start(node, keys)
+            done = max(members.wait_live(other, EVERYONE, since=stopped, timeout=10) for other in lab.nodes)
+            windows.append((node, stopped, done))
+
+    def restarting(node: str, t: float) -> bool:
+        return any(n == node and a <= t <= b for n, a, b in windows)
+
+    for observer in lab.nodes:
+        for line in members.lines(observer):
+            if "live" in line and line["t"] >= begin and not restarting(observer, line["t"]):
+                missing = EVERYONE - set(line["live"])
+                split = [m for m in missing if not restarting(m, line["t"])]
+                assert not split, f"{observer} lost {split} at {line['t'] - begin:.2f} s: not a restart"
+    for node in lab.nodes:
+        members.status(node)
+        runs = [x["status"] for x in members.lines(node) if "status" in x]
+        assert len(runs) == 1 + len(steps), f"{node}: one status per run"
+        for run in runs:
+            assert run["counters"]["unknown_key"] == run["counters"]["bad_mac"] == 0, run["counters"]
+        assert {p["key"] for p in runs[-1]["peers"].values()} == {"current"}, runs[-1]["peers"]
