@@ -12,11 +12,12 @@ print JSON ``{"seen": n, "span_ms": first-to-last arrival}``.
 foreign host would: gratuitous ARP (both forms) for IPv4, an unsolicited NA (override
 flag, to ff02::1, sourced from IP) for IPv6; from DEV's MAC unless ``--mac`` is given.
 
-``python -m lab.arpping spoof DEV COUNT --sender IP [--sender IP ...] [--dst MAC]``:
-COUNT ARP requests whose sender address is one of the ``--sender`` addresses (e.g. the
-other nodes') and whose sender MAC is random -- the attack that used to fill the agent's
-peer-MAC table.  The Ethernet source stays DEV's own MAC (a random one per frame would
-fill the lab bridge's forwarding table, which is the switch's problem, not the agent's).
+``python -m lab.arpping spoof DEV COUNT --sender IP [--sender IP ...] [--dst MAC] [--target IP]``:
+COUNT ARP requests (for ``--target``, default 10.77.0.1) whose sender address is one of
+the ``--sender`` addresses (e.g. the other nodes') and whose sender MAC is random -- the
+attack that used to fill the agent's peer-MAC table.  The Ethernet source stays DEV's own
+MAC (a random one per frame would fill the lab bridge's forwarding table, which is the
+switch's problem, not the agent's).
 Prints ``sent=<n> seconds=<t> first_mac=<the first random MAC>``.
 
 ``python -m lab.arpping watch DEV SECONDS IP [IP ...] [--interval S]``: for SECONDS, ask
@@ -24,8 +25,8 @@ who has each IP every S seconds (an ARP request for IPv4, a Neighbour Solicitati
 solicited-node group for IPv6) and capture every frame on DEV that says one of them is at
 some MAC: ARP requests and replies (gratuitous ones included) whose sender address is the
 IP, and NAs whose target is the IP.  Prints ``ready`` once capturing, then one JSON line
-``{IP: {MAC: [first seen (s after ready), frames]}}``: what "answered or announced" each
-address, actively asked and passively heard, over the whole window.
+``{IP: {MAC: [first seen, last seen (s after ready), frames]}}``: what "answered or
+announced" each address, actively asked and passively heard, over the whole window.
 """
 
 from __future__ import annotations
@@ -146,13 +147,15 @@ def _unicast(mac: bytes) -> bytes:
     return bytes((mac[0] & 0xFE,)) + mac[1:]
 
 
-def spoof(dev: str, count: int, senders: list[str], dst_mac: str | None, seed: int) -> str:
+def spoof(
+    dev: str, count: int, senders: list[str], dst_mac: str | None, seed: int, target_ip: str = "10.77.0.1"
+) -> str:
     rng = random.Random(seed)
     sock, own = _sock(dev)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     dst = pk.mac_bytes(dst_mac) if dst_mac else pk.BROADCAST
     spas = [pk.ip_bytes(s) for s in senders]
-    target = pk.ip_bytes("10.77.0.1")
+    target = pk.ip_bytes(target_ip)
     head = dst + own + struct.pack("!H", pk.ETH_P_ARP) + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
     macs = [_unicast(rng.randbytes(6)) for _ in range(min(count, 65536))]
     first = macs[0]
@@ -223,8 +226,9 @@ def watch(dev: str, seconds: float, ips: list[str], interval: float) -> dict[str
             continue
         found = _claimed(frame, set(packed))
         if found is not None and found[1] != own:
-            row = seen[packed[found[0]]].setdefault(pk.mac_text(found[1]), [round(now - start, 3), 0])
-            row[1] += 1
+            at = round(time.monotonic() - start, 3)
+            row = seen[packed[found[0]]].setdefault(pk.mac_text(found[1]), [at, at, 0])
+            row[1:] = [at, row[2] + 1]
     return seen
 
 
@@ -261,6 +265,7 @@ def main() -> None:
     p.add_argument("--sender", action="append", required=True)
     p.add_argument("--dst")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--target", default="10.77.0.1", help="the address the requests ask for")
     p = sub.add_parser("watch")
     p.add_argument("dev")
     p.add_argument("seconds", type=float)
@@ -276,7 +281,7 @@ def main() -> None:
     elif args.mode == "watch":
         print(json.dumps(watch(args.dev, args.seconds, args.ips, args.interval)), flush=True)
     else:
-        print(spoof(args.dev, args.count, args.sender, args.dst, args.seed), flush=True)
+        print(spoof(args.dev, args.count, args.sender, args.dst, args.seed, args.target), flush=True)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ class Row:
     def cells(self) -> tuple[str, str, str, str, str]:
         return self.service, self.ip, self.mode, self.owner, self.client
 
+    @property
+    def name(self) -> str:
+        return self.service if self.ip == "-" else f"{self.service} {self.ip}"
+
 
 @dataclass(frozen=True)
 class Seen:
@@ -114,7 +118,8 @@ def row_for(service: str, ip: str, seen: Seen, announcing: Sequence[str]) -> Row
     else:
         client = f"ok, answered by {_names(sorted({str(w) for w in seen.answered.values()}))}"
     mode, owner = "+".join(modes) or "none", "; ".join(owners) or "no advertisement selects its pool"
-    note = f"seen {owner}; announcing by the speakers' NodeStates: {_names(sorted(want))}; client {client}"
+    note = f"the network shows {owner}; the speakers report announcing it: {_names(sorted(want))}"
+    note += f"; client {client}"
     return Row(service, ip, mode, owner, client, agree and not failed, "" if agree and not failed else note)
 
 
@@ -136,12 +141,11 @@ def table(rows: Sequence[Row]) -> str:
 
 def changes(before: Sequence[Row], after: Sequence[Row]) -> list[str]:
     """One line per address whose owner or client result changed, appeared or went away."""
-    old = {(r.service, r.ip): r for r in before}
-    new = {(r.service, r.ip): r for r in after}
+    old = {r.name: r for r in before}
+    new = {r.name: r for r in after}
     out = []
-    for key in sorted(old.keys() | new.keys()):
-        a, b = old.get(key), new.get(key)
-        name = f"{key[0]} {key[1]}" if key[1] != "-" else key[0]
+    for name in sorted(old.keys() | new.keys()):
+        a, b = old.get(name), new.get(name)
         if a is None and b is not None:
             out.append(f"{name}: {b.owner}; client {b.client}")
         elif b is None and a is not None:
@@ -358,7 +362,7 @@ def run(
             print(table(rows), file=out, flush=True)
             if not done:
                 failed = True
-                late = [f"{r.service} {r.ip}: {r.note}" for r in rows if not r.ready]
+                late = [f"{r.name}: {r.note}" for r in rows if not r.ready]
                 _say(err, f"not converged {timeout:g} s after the deploy:\n  " + "\n  ".join(late))
                 _say(err, scenario.pod_problems(cluster) or "every pod is ready")
                 return 1

@@ -191,15 +191,16 @@ def udp_main(argv: list[str]) -> None:
 
 
 def start_membership_flood(
-    lab: Lab, target: str, *, key_id: int, seconds: float, rate: int = 50_000, name: str = "flood"
+    lab: Lab, target: str, *, key_id: int, seconds: float, rate: int = 50_000, name: str = "flood",
+    source: str = "client", port: int = 7947,
 ) -> subprocess.Popen[bytes]:
-    """From the lab's client: flood ``target``'s membership port (random bytes from the
-    client's own address, badly signed heads with ``key_id`` forged from every other node)."""
+    """From LAN host ``source``: flood ``target``'s membership port (random bytes from the
+    source's own address, badly signed heads with ``key_id`` forged from every other node)."""
     argv = [sys.executable, "-m", "lab.flood", "udp", "--target", lab.addr(target), "--rate", str(rate),
-            "--seconds", str(seconds), "--dev", "eth0", "--dst-mac", lab.mac(target),
-            "--src", lab.addr("client"), "--key-id", f"{key_id:08x}"]
+            "--seconds", str(seconds), "--dev", "eth0", "--dst-mac", lab.mac(target), "--port", str(port),
+            "--src", lab.addr(source), "--key-id", f"{key_id:08x}"]
     argv += [a for n in lab.nodes if n != target for a in ("--spoof", lab.addr(n))]
-    return lab.spawn("client", argv, name=name)
+    return lab.spawn(source, argv, name=name)
 
 
 def flood_result(lab: Lab, name: str = "flood") -> dict[str, float]:

@@ -313,3 +313,16 @@ def test_the_incremental_builder_equals_one_built_from_scratch_and_the_trust_che
             if getattr(view, table) == getattr(last, table):
                 assert getattr(view, table) is getattr(last, table), f"unchanged {table} is reused"
         last = view
+
+
+def test_a_closed_feed_no_longer_listens_to_the_caches_it_outlives() -> None:
+    caches = Caches(None, SPEAKER_KINDS)  # type: ignore[arg-type]  # fed directly, no client
+    caches.informers["nodes"].apply("ADDED", node("n1", "192.0.2.1"))
+    feed = CacheFeed(caches)
+    assert set(feed.view().nodes) == {"n1"}, "what the caches held when it started"
+    caches.informers["nodes"].apply("ADDED", node("n2", "192.0.2.2"))
+    assert set(feed.view().nodes) == {"n1", "n2"}
+    feed.close()
+    caches.informers["nodes"].apply("ADDED", node("n3", "192.0.2.3"))
+    assert set(feed.view().nodes) == {"n1", "n2"}
+    assert all(not inf.listeners[1:] for inf in caches.informers.values()), "only the caches' own listener"

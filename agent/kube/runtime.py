@@ -128,6 +128,7 @@ class ControllerRuntime:
                 task.cancel()
                 lost.cancel()
                 await asyncio.wait({task, lost})  # never raises; a crash is read below
+                self.controller.feed.close()  # also when the term ended before it started
             if task in done and not task.cancelled() and task.exception() is not None:
                 log.error("controller stopped: %r", task.exception(), exc_info=task.exception())
             self.controller = None

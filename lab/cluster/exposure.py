@@ -38,14 +38,20 @@ class Exposure:
     """What the client and the routers saw for each watched address over one window."""
 
     seconds: float
-    answered: dict[str, dict[str, float]] = field(default_factory=dict)  # ip -> host -> first seen (s)
+    answered: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # ip -> host -> seen
     routed: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # ip -> router -> next hops
     final: dict[str, set[str]] = field(default_factory=dict)  # ip -> hosts: arping/ndisc6 at the end
     nodes: frozenset[str] = frozenset()
+    #: host -> seconds into the window until which its answers are expected (e.g. an owner
+    #: announcing an address until the test kills it); only later ones count
+    until: dict[str, float] = field(default_factory=dict)
 
     def by_nodes(self, ip: str) -> set[str]:
-        """Nodes that answered or announced ``ip`` during the window or at the end."""
-        return (set(self.answered.get(ip, {})) | self.final.get(ip, set())) & self.nodes
+        """Nodes that answered or announced ``ip`` during the window (after ``until``) or at the end."""
+        seen = {
+            h for h, (_first, last) in self.answered.get(ip, {}).items() if last > self.until.get(h, -1.0)
+        }
+        return (seen | self.final.get(ip, set())) & self.nodes
 
     def exposed(self, ips: Iterable[str] | None = None) -> dict[str, str]:
         """ip -> how it leaked (answered by nodes, routed by routers), for every leaked address."""
@@ -109,7 +115,11 @@ class Watch:
                                 self.routed[ip].setdefault(name, set()).update(p.next_hop for p in paths)
             self._stop.wait(self.route_interval)
 
-    def result(self) -> Exposure:
+    def now(self) -> float:
+        """Seconds since the watch started (for :attr:`Exposure.until`)."""
+        return time.monotonic() - self.started
+
+    def result(self, until: Mapping[str, float] | None = None) -> Exposure:
         """Wait for the window to end, ask once more with arping/ndisc6, and say what was seen."""
         lab = self.cluster.the_lab
         try:
@@ -123,7 +133,7 @@ class Watch:
         host_of = {lab.mac(h): h for h, (net, _) in lab.hosts.items() if net == "lan"}
         seen: Mapping[str, Mapping[str, list[float]]] = json.loads(lines[-1])
         answered = {
-            ip: {host_of.get(mac, mac): first for mac, (first, _n) in macs.items()}
+            ip: {host_of.get(mac, mac): (first, last) for mac, (first, last, _n) in macs.items()}
             for ip, macs in seen.items()
         }
         with ThreadPoolExecutor(max_workers=min(16, len(self.ips) or 1)) as pool:
@@ -134,6 +144,7 @@ class Watch:
             routed=self.routed,
             final=dict(finals),
             nodes=frozenset(lab.nodes),
+            until=dict(until or {}),
         )
 
     def _ask(self, ip: str, host_of: Mapping[str, str]) -> set[str]:
