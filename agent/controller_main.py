@@ -23,13 +23,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from agent import endpoints
+from agent.logs import fatal, setup_logging
 from agent.main import FLAG_KEYS as SPEAKER_FLAGS
 from agent.main import add_http_flags, load_config
-from agent.observability import StatusBoard, setup_logging
+from agent.observability import StatusBoard
 from ironlb.agentconfig import AgentConfig
 from ironlb.errors import ConfigError, IronLBError
 
 log = logging.getLogger("agent.controller")
+PROGRAM = "ironlb-controller"
 
 #: Seconds between health ticks.
 TICK = 1.0
@@ -52,7 +54,7 @@ FLAG_KEYS = {
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="ironlb-controller",
+        prog=PROGRAM,
         description="IronLB IPAM controller: assigns addresses to LoadBalancer Services and publishes "
         "who announces them. Settings come from $IRONLB_CONFIG; each flag overrides one key of it.",
     )
@@ -110,13 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         identity = args.identity or env.get("POD_NAME") or socket.gethostname()
         asyncio.run(run(config, identity, env))
     except ConfigError as exc:
-        print(f"ironlb-controller: invalid configuration:\n{exc}", file=sys.stderr)
+        fatal(PROGRAM, f"invalid configuration:\n{exc}")
         return 2
     except endpoints.EndpointError as exc:
-        print(f"ironlb-controller: {exc}", file=sys.stderr)
+        fatal(PROGRAM, str(exc))
         return 2
     except IronLBError as exc:  # e.g. no usable Kubernetes credentials
-        print(f"ironlb-controller: {exc}", file=sys.stderr)
+        fatal(PROGRAM, str(exc))
         return 1
     except KeyboardInterrupt:
         pass

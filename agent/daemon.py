@@ -23,6 +23,10 @@ Extension points -- keep these one-line edits:
 - :attr:`Daemon.hooks`: callables ``hook(plan, view)`` run after every apply (metrics,
   Kubernetes status); exceptions are logged, never fatal.
 - :attr:`Daemon.tickers`: callables run on every heartbeat (on the event loop).
+
+For the metrics, :attr:`Daemon.timing` says when the applied plan was handed to the shells,
+how long computing it took, and when this node first learnt of the change it answers (a
+new cluster view, a change of the live set): the start of a takeover.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Any, Protocol
 from agent import planner
 from agent.announcements import Plan
 from agent.interfaces import MembershipView, Shell, Source
+from agent.metrics import Timing
 from agent.settings import Settings
 from agent.view import ClusterView
 
@@ -117,6 +122,8 @@ class Daemon:
         self.plan: Plan | None = None
         self.planner = planner.Planner(settings.node, check_every=planner.CHECK_EVERY)
         self.replans = 0
+        self.timing: Timing | None = None  # of the last replan (wall clock), for the metrics
+        self._changed_at: float | None = None  # the first change since the last replan (wall clock)
         self._dirty = asyncio.Event()
         self._status_dirty = asyncio.Event()
         for shell in shells:
@@ -151,6 +158,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         plan = self.plan
+        membership = getattr(self.membership, "status", None)  # gossip membership reports itself
         return {
             "node": self.settings.node,
             "replans": self.replans,
@@ -172,6 +180,7 @@ class Daemon:
                 for svc, rows in sorted((self.view.rejected if self.view else {}).items())
             },
             "shells": {type(s).__name__: s.status() for s in self.shells},
+            "membership": dict(membership()) if membership is not None else None,
         }
 
     def _write_status(self) -> None:
@@ -239,13 +248,19 @@ class Daemon:
                     ready={n.name for n in view.nodes.values() if n.ready},  # the grab-all guard (ADR 0030)
                 )
             self._ready.set()
-            self._dirty.set()
+            self._changed()
 
     async def _watch_membership(self) -> None:
         assert self.membership is not None
         async for live in self.membership.changes():
             log.info("live agents: %s", ", ".join(sorted(live)))
-            self._dirty.set()
+            self._changed()
+
+    def _changed(self) -> None:
+        """Something the plan depends on changed: replan (and remember when, for the metrics)."""
+        if self._changed_at is None:
+            self._changed_at = time.time()
+        self._dirty.set()
 
     async def _heartbeat(self) -> None:
         """Tick every second, and at once (at most 10/s) when a shell changes state."""
@@ -280,14 +295,18 @@ class Daemon:
         """Plan from the current view and live set; apply to every shell in order."""
         if self.view is None:
             return None
+        changed_at, self._changed_at = self._changed_at or time.time(), None
         live = self.membership.live() if self.membership is not None else None
         view = replace(self.view, live_members=live)
         mismatches = self.planner.stats.mismatches
+        started = time.perf_counter()
         new = self.planner.plan(view)  # incremental; equal to planner.plan(view, node)
+        planned = time.perf_counter() - started
         if self.planner.stats.mismatches != mismatches:
             log.error("planner bug, the full plan was used instead: %s", self.planner.last_mismatch)
         self.plan = new
         self.replans += 1
+        self.timing = Timing(changed_at=changed_at, applied_at=time.time(), plan_seconds=planned)
         self._replanning_since = self.clock()
         try:
             await self._apply(new, view)

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import endpoints
+from agent.logs import fatal, setup_logging
+from agent.metrics import SpeakerMetrics
 from agent.observability import StatusBoard
 from agent.settings import Settings
 from ironlb import agentconfig
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from agent.daemon import Daemon
 
 log = logging.getLogger("agent")
+PROGRAM = "ironlb-agent"
 
 
 def _floats(text: str) -> list[float]:
@@ -81,7 +84,7 @@ FLAG_KEYS = {
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="ironlb-agent",
+        prog=PROGRAM,
         description="IronLB speaker: answers ARP/NDP and speaks BGP for the LoadBalancer addresses "
         "this node owns. Settings come from $IRONLB_CONFIG; each flag overrides one key of it.",
         argument_default=None,
@@ -174,11 +177,12 @@ async def run(settings: Settings, env: Mapping[str, str] | None = None) -> None:
 
 def observe(daemon: Daemon) -> StatusBoard:
     """The status board behind /healthz, /readyz, /status and /metrics, ticked by the daemon."""
-    board = StatusBoard(daemon.settings.node)
+    board = StatusBoard(daemon.settings.node, SpeakerMetrics())
     board.shells = {type(s).__name__: s for s in daemon.shells}
+    board.membership = daemon.membership if hasattr(daemon.membership, "status") else None
     board.live_checks.append(daemon.stuck)
     board.ready_checks.append(daemon.not_ready)
-    daemon.hooks.append(lambda plan, view: board.record_plan(plan))
+    daemon.hooks.append(lambda plan, view: board.record_plan(plan, daemon.timing))
     daemon.hooks.append(lambda plan, view: board.record_rejected(view.rejected))
     daemon.tickers.append(board.tick)
     return board
@@ -212,26 +216,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_gc()
     try:
         settings = settings_from_args(args)
-        from agent.observability import setup_logging
-
         setup_logging(settings.config.log_level, settings.config.log_format)
         prepare_run_dir(settings.config.run_dir)
         asyncio.run(run(settings))
     except ConfigError as exc:
-        print(f"ironlb-agent: invalid configuration:\n{exc}", file=sys.stderr)
+        fatal(PROGRAM, f"invalid configuration:\n{exc}")
         return 2
     except PermissionError as exc:
-        print(
-            f"ironlb-agent: {exc}; the agent needs CAP_NET_RAW and CAP_NET_ADMIN (run as root "
-            "or grant the capabilities)",
-            file=sys.stderr,
+        fatal(
+            PROGRAM,
+            f"{exc}; the agent needs CAP_NET_RAW and CAP_NET_ADMIN (run as root or grant the capabilities)",
         )
         return 2
     except endpoints.EndpointError as exc:  # a port in use, an address not on this host
-        print(f"ironlb-agent: {exc}", file=sys.stderr)
+        fatal(PROGRAM, str(exc))
         return 2
     except IronLBError as exc:  # e.g. no usable Kubernetes credentials
-        print(f"ironlb-agent: {exc}", file=sys.stderr)
+        fatal(PROGRAM, str(exc))
         return 1
     except KeyboardInterrupt:
         pass

@@ -1,22 +1,20 @@
-"""What an agent tells the outside: metrics, health, the status table, structured logs.
+"""What an agent tells the outside: health, readiness, the status document, and when metrics are read.
 
-- :class:`Metrics` -- one prometheus-client registry per process: allocations, pool usage,
-  BGP sessions up, announcements, address conflicts, failovers, leadership, API errors,
-  every Kubernetes API request by verb and resource, recorded addresses the trust check
-  refused, and the layer-2 shell's counters of foreign claims, defences and NDP packets
-  dropped for a bad hop limit.
 - :class:`StatusBoard` -- health, readiness and the status document, refreshed **on the
   event loop** by :meth:`StatusBoard.tick` (the speaker's daemon ticks it every second and
   at once when a shell changes state; the controller ticks it every second), so ``/status``
   and ``/metrics`` follow the shells within a second, whether or not anything replans.
-  The HTTP threads (``agent.endpoints``) only read immutable snapshots, so they never race
-  with the shells.
+  Each tick takes every shell's ``status()`` and the membership's (peers by state, lanes,
+  keys in use, isolation, counters), puts them in ``/status`` and hands them to the
+  metrics (:mod:`agent.metrics`).  The HTTP threads (``agent.endpoints``) only read
+  immutable snapshots, so they never race with the shells.
 - Health means health: ``live()`` fails when the loop has not ticked for ``max_stall``
   seconds or a liveness check reports a problem (a shell whose status says it is broken, a
   replan stuck for minutes); ``ready()`` fails until a cluster view exists and every
   readiness check passes.  An idle agent keeps ticking, so it stays healthy forever.
-- :func:`setup_logging` -- one JSON object per log line (ts, level, logger, msg, extras),
-  or plain text: ``logFormat`` in the settings.
+
+The metric families are declared in :mod:`agent.metric_catalog` (docs/metrics.md); log
+output is :mod:`agent.logs`.
 """
 
 from __future__ import annotations
@@ -28,176 +26,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
-
 from agent.announcements import Ownership, Plan
+from agent.metrics import Metrics, SpeakerMetrics, Timing
 
 log = logging.getLogger(__name__)
 
 #: A health check: None when fine, else one sentence saying what is wrong.
 Check = Callable[[], "str | None"]
-
-
-class _ApiRequests(Collector):
-    """``ironlb_kube_api_requests_total`` read from the Kubernetes client's own count."""
-
-    def __init__(self) -> None:
-        self.sources: list[Callable[[], Mapping[Any, int]]] = []
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "ironlb_kube_api_requests",
-            "Kubernetes API requests by verb and resource",
-            labels=["verb", "resource"],
-        )
-        totals: dict[tuple[str, str], int] = {}
-        for source in self.sources:
-            for call, n in dict(source()).items():
-                resource = f"{call.group}/{call.resource}" if call.group else call.resource
-                key = (call.verb, resource)
-                totals[key] = totals.get(key, 0) + n
-        for (verb, resource), n in sorted(totals.items()):
-            family.add_metric([verb, resource], n)
-        yield family
-
-
-#: Layer-2 shell counters exported as Prometheus counters: shell key -> (metric, help).
-L2_COUNTERS = {
-    "claims": ("ironlb_l2_claims", "Packets from another host claiming one of our addresses"),
-    "defences": ("ironlb_l2_defences", "Announcements sent to defend an address against a claim (RFC 5227)"),
-    "bad_hop_limit": ("ironlb_l2_bad_hop_limit", "NDP packets dropped: hop limit not 255 (RFC 4861)"),
-}
-
-
-class _ShellCounters(Collector):
-    """The L2 shell's own counters (read at the last tick), as ``*_total`` counters."""
-
-    def __init__(self) -> None:
-        self.values: Mapping[str, int] = {}
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        values = self.values
-        for key, (name, text) in L2_COUNTERS.items():
-            family = CounterMetricFamily(name, text)
-            family.add_metric([], int(values.get(key, 0)))
-            yield family
-
-
-class Metrics:
-    """The Prometheus metrics (names are part of the public interface)."""
-
-    def __init__(self, registry: CollectorRegistry | None = None):
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.allocations = Counter(
-            "ironlb_allocations_total",
-            "Allocation attempts by result and reason",
-            ["result", "reason"],
-            registry=r,
-        )
-        self.pool_used = Gauge(
-            "ironlb_pool_addresses_used",
-            "Addresses in use per pool and family",
-            ["pool", "family"],
-            registry=r,
-        )
-        self.pool_size = Gauge(
-            "ironlb_pool_addresses_total", "Pool size per family", ["pool", "family"], registry=r
-        )
-        self.sessions_up = Gauge("ironlb_bgp_sessions_up", "BGP sessions in Established state", registry=r)
-        self.announcements = Gauge(
-            "ironlb_announcements", "Addresses this node announces", ["mode"], registry=r
-        )
-        self.conflicts = Gauge(
-            "ironlb_address_conflicts", "Addresses held back: in use by another host on the LAN", registry=r
-        )
-        self.failovers = Counter(
-            "ironlb_failovers_total", "Addresses whose announcing node changed", ["mode"], registry=r
-        )
-        self.leader = Gauge("ironlb_controller_leader", "1 while this controller holds the Lease", registry=r)
-        self.api_errors = Counter(
-            "ironlb_kube_api_errors_total", "Failed Kubernetes API calls", ["operation"], registry=r
-        )
-        self.healthy = Gauge("ironlb_healthy", "1 while liveness passes", registry=r)
-        self.rejected = Gauge(
-            "ironlb_rejected_addresses",
-            "Addresses in Services' status that the trust check refuses now (never announced)",
-            ["reason"],
-            registry=r,
-        )
-        self.rejections = Counter(
-            "ironlb_address_rejections_total",
-            "Recorded addresses refused by the trust check, counted when first seen, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.records_rewritten = Counter(
-            "ironlb_records_rewritten_total",
-            "Service records (annotations, status) the controller found it had not written and rewrote",
-            ["field"],
-            registry=r,
-        )
-        self.api_requests = _ApiRequests()
-        r.register(self.api_requests)
-        self.l2_counters = _ShellCounters()
-        r.register(self.l2_counters)
-        self._rejected_seen: frozenset[tuple[str, str, str]] = frozenset()
-        self._rejected_reasons: set[str] = set()
-
-    def observe_plan(self, plan: Plan, previous: Plan | None) -> None:
-        self.announcements.labels("layer2").set(len(plan.l2))
-        self.announcements.labels("bgp").set(len(plan.bgp))
-        if previous is None:
-            return
-        before = {(o.ip, o.mode): o.nodes for o in previous.ownership}
-        for row in plan.ownership:
-            old = before.get((row.ip, row.mode))
-            if old and row.nodes and old != row.nodes and row.mode == "layer2":
-                self.failovers.labels(row.mode).inc()
-
-    def observe_rejections(self, rejected: Mapping[str, Iterable[Any]]) -> list[tuple[str, Any]]:
-        """A view's ``rejected`` (service -> Rejected): set the gauge, count and return the new ones."""
-        now = {(svc, r.ip, r.reason): r for svc, rows in rejected.items() for r in rows}
-        new = sorted((k, r) for k, r in now.items() if k not in self._rejected_seen)
-        self._rejected_seen = frozenset(now)
-        by_reason: dict[str, int] = {}
-        for _, _, reason in now:
-            by_reason[reason] = by_reason.get(reason, 0) + 1
-        self._rejected_reasons.update(by_reason)
-        for reason in self._rejected_reasons:  # a reason that went away reads 0, not its last count
-            self.rejected.labels(reason).set(by_reason.get(reason, 0))
-        for (_, _, reason), _r in new:
-            self.rejections.labels(reason).inc()
-        return [(svc, r) for (svc, _, _), r in new]
-
-    def observe_shells(self, statuses: Mapping[str, Mapping[str, Any]]) -> None:
-        up = conflicts = 0
-        totals = dict.fromkeys(L2_COUNTERS, 0)
-        for status in statuses.values():
-            sessions = status.get("sessions") or {}
-            rows = sessions.values() if isinstance(sessions, Mapping) else sessions
-            up += sum(
-                1 for s in rows if isinstance(s, Mapping) and str(s.get("state", "")).lower() == "established"
-            )
-            found = status.get("conflicts") or ()
-            conflicts += len(found) if isinstance(found, (list, tuple, Mapping)) else 0
-            counters = status.get("counters")
-            if isinstance(counters, Mapping):
-                for key in L2_COUNTERS:
-                    value = counters.get(key)
-                    totals[key] += value if isinstance(value, int) else 0
-        self.l2_counters.values = totals
-        self.sessions_up.set(up)
-        self.conflicts.set(conflicts)
-
-    def observe_usage(self, usage: Mapping[str, Any]) -> None:
-        """``usage``: ironlb.ipam PoolUsage values by pool name."""
-        for name, u in usage.items():
-            for family in (4, 6):
-                self.pool_used.labels(name, f"ipv{family}").set(u.used.get(family, 0))
-                self.pool_size.labels(name, f"ipv{family}").set(u.size.get(family, 0))
 
 
 def ownership_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -217,13 +52,15 @@ def _row(o: Ownership) -> dict[str, Any]:
 
 def shell_statuses(shells: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every shell's ``status()`` (a shell that raises is reported, never propagated)."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, shell in shells.items():
-        try:
-            out[name] = dict(shell.status())
-        except Exception as exc:  # a broken shell must not break /status or the tick
-            out[name] = {"healthy": False, "problem": f"status() failed: {type(exc).__name__}: {exc}"}
-    return out
+    return {name: status_of(shell) for name, shell in shells.items()}
+
+
+def status_of(part: Any) -> dict[str, Any]:
+    """One part's ``status()`` as a dict; a part that raises reports it (never propagated)."""
+    try:
+        return dict(part.status())
+    except Exception as exc:  # a broken shell must not break /status or the tick
+        return {"healthy": False, "problem": f"status() failed: {type(exc).__name__}: {exc}"}
 
 
 def shell_problems(statuses: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -247,12 +84,13 @@ class StatusBoard:
         max_stall: float = 15.0,
     ):
         self.node = node
-        self.metrics = metrics or Metrics()
+        self.metrics: Metrics = metrics or SpeakerMetrics()
         self.clock = clock
         self.max_stall = max_stall
         self.plan: Plan | None = None
         self.shells: dict[str, Any] = {}  # name -> object with status()
         self.statuses: dict[str, dict[str, Any]] = {}  # the shells' status at the last tick
+        self.membership: Any = None  # the speaker's membership (status()), None when static
         self.extra_fn: Callable[[], Mapping[str, Any]] | None = None  # e.g. the Kubernetes runtime's
         self.live_checks: list[Check] = []
         self.ready_checks: list[Check] = []
@@ -265,9 +103,16 @@ class StatusBoard:
         self._problems: tuple[list[str], list[str]] = ([], ["not started"])
         self._lock = threading.Lock()
 
-    def record_plan(self, plan: Plan) -> None:
-        """Call after every plan is applied (the daemon's hook)."""
-        self.metrics.observe_plan(plan, self.plan)
+    @property
+    def speaker(self) -> SpeakerMetrics:
+        """The speaker's metrics (plans and refusals are the speaker's only)."""
+        if not isinstance(self.metrics, SpeakerMetrics):
+            raise TypeError(f"{type(self.metrics).__name__} has no plan metrics: a speaker's board only")
+        return self.metrics
+
+    def record_plan(self, plan: Plan, timing: Timing | None = None) -> None:
+        """Call after every plan is applied (the daemon's hook, with the daemon's timing)."""
+        self.speaker.observe_plan(plan, self.plan, timing)
         self.plan = plan
         self.ready = True
         part = {
@@ -283,7 +128,7 @@ class StatusBoard:
         if rejected is self._rejected_in:
             return
         self._rejected_in = rejected
-        for svc, r in self.metrics.observe_rejections(rejected):
+        for svc, r in self.speaker.observe_rejections(rejected):
             log.warning(
                 "not announcing %s for %s: it %s (%s); the controller reports it on the Service",
                 r.ip,
@@ -304,7 +149,8 @@ class StatusBoard:
         """Re-read shells and checks and take a new snapshot (on the event loop)."""
         self.last_tick = self.clock()
         self.statuses = shell_statuses(self.shells)
-        self.metrics.observe_shells(self.statuses)
+        membership = status_of(self.membership) if self.membership is not None else {}
+        self.metrics.observe_tick(self.statuses, membership)
         live = [*shell_problems(self.statuses), *_run(self.live_checks)]
         ready = [] if self.ready else ["no cluster view yet"]
         ready += [*live, *_run(self.ready_checks)]
@@ -314,6 +160,8 @@ class StatusBoard:
             "shells": self.statuses,
             "rejected": self.rejected,
         }
+        if self.membership is not None:
+            doc["membership"] = membership
         if live or ready:
             doc["problems"] = sorted(set(live + ready))
         if self.extra_fn is not None:
@@ -364,36 +212,3 @@ def _run(checks: Iterable[Check]) -> list[str]:
         if problem:
             out.append(problem)
     return out
-
-
-_STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; ``extra=`` fields are kept as keys."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        doc.update({k: v for k, v in record.__dict__.items() if k not in _STD})
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
-
-
-def setup_logging(level: str = "info", log_format: str = "json") -> None:
-    """Configure the root logger once (JSON lines for machines, plain text for humans), on stderr."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter()
-        if log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())

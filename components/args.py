@@ -362,6 +362,10 @@ class NodeAgentArgs(TypedDict, total=False):
     bgp_password_secrets: list[str]
     """BGP password Secrets in the namespace, as "name/key" ("name" means key password); each is
     mounted at /etc/ironlb/secrets/<name>/<key>."""
+    service_monitor: bool
+    """Add a prometheus-operator ServiceMonitor and a headless metrics Service per role (default false)."""
+    service_monitor_labels: dict[str, str]
+    """Labels on the ServiceMonitor, e.g. {"release": "kube-prometheus-stack"} so Prometheus selects it."""
 
 
 def label_selector(args: Mapping[str, Any] | None) -> dict[str, Any] | None:

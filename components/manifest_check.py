@@ -7,6 +7,8 @@ tests check that both agree.  IronLB's custom resources are checked against the
 ``openAPIV3Schema`` of the CRD that ``ironlb.crds`` generates -- the very schema the API
 server would enforce -- with ``jsonschema``.  CEL ``x-kubernetes-validations`` rules are
 not evaluated here (no CEL engine); the shared schema already enforces the same rules.
+The optional ServiceMonitor is checked against the subset of its CRD schema that
+``components.monitoring`` pins.
 
 :func:`problems` returns sentences naming the object, the field path and the message.
 """
@@ -23,6 +25,7 @@ import kubernetes_validate
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
+from components import monitoring
 from ironlb.model import GROUP_VERSION
 
 KUBERNETES_VERSION = "1.37.0"
@@ -82,6 +85,8 @@ def problems(manifest: Mapping[str, Any]) -> list[str]:
             f"{_where(manifest)}: {_path(e.absolute_path)}: {e.message}"
             for e in sorted(validator.iter_errors(dict(manifest)), key=lambda e: list(map(str, e.path)))
         ]
+    if (manifest.get("apiVersion"), manifest.get("kind")) == (monitoring.API_VERSION, monitoring.KIND):
+        return monitoring.problems(manifest)  # no upstream JSON schema: the pinned subset
     validator = _kubernetes_validator(str(manifest.get("apiVersion")), str(manifest.get("kind")))
     if validator is None:
         return [

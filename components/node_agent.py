@@ -20,17 +20,21 @@ pods restart and read the new files, while no secret material reaches a non-secr
 No PodDisruptionBudget for the DaemonSet (docs/decisions/0012); the controller's two
 replicas prefer different nodes and roll one at a time (maxUnavailable 0).
 
+With ``service_monitor`` (off by default) it also creates a headless metrics Service per role
+and a prometheus-operator ServiceMonitor scraping both (``components.monitoring``).
+
 No ``from __future__ import annotations`` here: the Analyzer reads the annotations.
 """
 
 import hashlib
+import ipaddress
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components import rbac, workloads
+from components import monitoring, rbac, workloads
 from components.args import NodeAgentArgs
 from components.base import DEFAULT_NAMESPACE, MANAGED_BY, InvalidConfigError, child_opts, token
 from components.stackconfig import REDACTED
@@ -85,6 +89,41 @@ def agent_config(name: str, args: NodeAgentArgs, namespace: str) -> agentconfig.
             [Issue("NodeAgent", name, "health_port", 0, "must be 1-65535: the kubelet probes it")]
         )
     return config
+
+
+def check_monitoring(name: str, args: NodeAgentArgs, config: agentconfig.AgentConfig) -> None:
+    """``service_monitor`` needs a /metrics Prometheus can reach; its labels must be labels."""
+    issues = [
+        Issue(
+            "NodeAgent", name, f"service_monitor_labels.{key}" if key else "service_monitor_labels", None, why
+        )
+        for key, why in monitoring.label_problems(args.get("service_monitor_labels", {}))
+    ]
+    if not isinstance(args.get("service_monitor", False), bool):
+        issues.append(
+            Issue("NodeAgent", name, "service_monitor", args.get("service_monitor"), "must be true or false")
+        )
+    elif args.get("service_monitor"):
+        if not config.metrics.port:
+            issues.append(
+                Issue("NodeAgent", name, "service_monitor", None, "needs /metrics: metrics_port is 0 (off)")
+            )
+        elif (
+            config.metrics.address != agentconfig.POD_IP
+            and ipaddress.ip_address(config.metrics.address).is_loopback
+        ):
+            issues.append(
+                Issue(
+                    "NodeAgent",
+                    name,
+                    "service_monitor",
+                    None,
+                    f"needs /metrics where Prometheus reaches it: metrics_address "
+                    f"{config.metrics.address} is loopback (use podIP)",
+                )
+            )
+    if issues:
+        raise InvalidConfigError(issues)
 
 
 def check_key(name: str, field: str, value: Any) -> Any:
@@ -151,6 +190,7 @@ class NodeAgent(pulumi.ComponentResource):
             )
         ns = args.get("namespace", DEFAULT_NAMESPACE)
         config = agent_config(name, args, ns)
+        check_monitoring(name, args, config)
         key = _checked_key(name, "membership_key", args["membership_key"])
         next_key = args.get("membership_next_key")
         checked_next = _checked_key(name, "membership_next_key", next_key) if next_key is not None else None
@@ -190,6 +230,8 @@ class NodeAgent(pulumi.ComponentResource):
             opts=child_opts(self, opts, depends_on=after, additional_secret_outputs=["data", "stringData"]),
         )
         self.daemon_set, self.deployment = self._workloads(name, args, config, settings, meta, opts, after)
+        if args.get("service_monitor"):
+            self._monitoring(name, args, config, meta, opts, after)
         self.namespace = pulumi.Output.from_input(ns)
         self.service_account_name = pulumi.Output.from_input(SPEAKER)
         self.controller_service_account_name = pulumi.Output.from_input(CONTROLLER)
@@ -335,6 +377,34 @@ class NodeAgent(pulumi.ComponentResource):
             opts=child_opts(self, opts, depends_on=[*after, *accounts, self.config_map, *self.crds]),
         )
         return daemon_set, deployment
+
+    def _monitoring(
+        self,
+        name: str,
+        args: NodeAgentArgs,
+        config: agentconfig.AgentConfig,
+        meta: dict[str, Any],
+        opts: pulumi.ResourceOptions | None,
+        after: list[pulumi.Resource],
+    ) -> None:
+        """A headless metrics Service per role and the ServiceMonitor scraping them."""
+        ns = meta["namespace"]
+        in_ns = child_opts(self, opts, depends_on=after)
+        for role in (rbac.SPEAKER, rbac.CONTROLLER):
+            body = monitoring.metrics_service(role, ns, workloads.pod_labels(role, ns), config.metrics.port)
+            body["metadata"]["labels"].update(MANAGED_BY)
+            k8s.core.v1.Service(f"{name}-{role}-metrics-service", **body, opts=in_ns)
+        monitor = monitoring.service_monitor(
+            ns, (rbac.SPEAKER, rbac.CONTROLLER), {**MANAGED_BY, **args.get("service_monitor_labels", {})}
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-servicemonitor",
+            api_version=monitor["apiVersion"],
+            kind=monitor["kind"],
+            metadata=monitor["metadata"],
+            spec=monitor["spec"],
+            opts=in_ns,
+        )
 
 
 def _crd_list() -> list[dict[str, Any]]:

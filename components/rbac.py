@@ -105,8 +105,8 @@ def grants(role: str, lease_name: str = "ironlb-controller") -> tuple[Grant, ...
                 "",
                 ("services",),
                 ("patch",),
-                "the allocation record (ironlb.io/allocated-ips, ip-allocated-from-pool) and "
-                "ironlb.io/announcements",
+                "its output annotations (ironlb.io/allocated-ips, ip-allocated-from-pool: for people, "
+                "never read back) and ironlb.io/announcements",
             ),
             Grant(
                 "",

@@ -81,6 +81,8 @@ AGENT_KEYS = {
     "logFormat",
     "controllerReplicas",
     "claimClassless",
+    "serviceMonitor",
+    "serviceMonitorLabels",
 }
 
 

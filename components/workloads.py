@@ -74,7 +74,8 @@ def _ports(metrics: int, health: int) -> list[dict[str, Any]]:
     ]
 
 
-def _labels(role: str, namespace: str) -> dict[str, str]:
+def pod_labels(role: str, namespace: str) -> dict[str, str]:
+    """The labels a role's pods carry and its selector matches (the metrics Service's too)."""
     return {
         "app.kubernetes.io/name": f"ironlb-{role}",
         "app.kubernetes.io/instance": namespace,
@@ -99,7 +100,7 @@ def speaker_spec(
 ) -> dict[str, Any]:
     """The speaker DaemonSet's spec. ``ports``: (metrics, health, membership)."""
     metrics, health, membership = ports
-    labels = _labels("speaker", namespace)
+    labels = pod_labels("speaker", namespace)
     refs = sorted({(r.partition("/")[0], r.partition("/")[2] or "password") for r in password_secrets})
     items = [{"key": "key", "path": "key"}]
     if next_key:
@@ -181,7 +182,7 @@ def controller_spec(
 ) -> dict[str, Any]:
     """The controller Deployment's spec. ``ports``: (metrics, health)."""
     metrics, health = ports
-    labels = _labels("controller", namespace)
+    labels = pod_labels("controller", namespace)
     container = {
         "name": "controller",
         "image": image,

@@ -6,10 +6,13 @@ Two places to ask:
   or on a node whose speaker has ``status.enabled``; it listens on loopback by default): the
   plan's cluster-wide ownership table plus that speaker's shells (per-address state,
   conflicts found by probing the LAN, BGP sessions);
-- the cluster (default when no URL is given): every Service IronLB serves, with what the
-  controller recorded (``ironlb.io/allocated-ips``) and published from the speakers'
-  NodeStates (``ironlb.io/announcements``, with any address conflict, and the
-  ``ironlb.io/Announced`` condition).
+- the cluster (default when no URL is given): every Service IronLB serves
+  (``loadBalancerClass: ironlb.io/ironlb``; ``--classless`` adds those without a class, for
+  installs that claim them), with the addresses the controller recorded in
+  ``status.loadBalancer.ingress`` -- which only the controller can write; the
+  ``ironlb.io/allocated-ips`` annotation is tenant-writable and never read -- and what it
+  published from the speakers' NodeStates (``ironlb.io/announcements``, rows for those
+  addresses only, with any address conflict, and the ``ironlb.io/Announced`` condition).
 
 The table: SERVICE, IP, MODE, NODES, STATE, CONFLICT, WHY.  ``--ip`` narrows it to one
 address; ``--json`` prints the rows for scripts.
@@ -26,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ironlb.errors import IronLBError
-from ironlb.model import ANN_ALLOCATED_IPS
+from ironlb_cli.livestate import recorded
 
 ANN_ANNOUNCEMENTS = "ironlb.io/announcements"  # written by agent.kube.writers
 COND_ANNOUNCED = "ironlb.io/Announced"
@@ -39,6 +42,11 @@ def register(sub: Any) -> None:
     p.add_argument("--server", help="API server URL that needs no credentials (e.g. `kubectl proxy`)")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("--ip", help="show only this address")
+    p.add_argument(
+        "--classless",
+        action="store_true",
+        help="also Services without a loadBalancerClass (installs with claimClassless)",
+    )
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer (default 5)")
     p.add_argument(
@@ -97,20 +105,21 @@ def rows_from_agent(doc: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def rows_from_services(services: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Table rows from Service objects, as the controller annotated them."""
+def rows_from_services(
+    services: Iterable[Mapping[str, Any]], *, classless: bool = False
+) -> list[dict[str, str]]:
+    """Table rows from Service objects: addresses from their status, announcements as published."""
+    docs = list(services)
+    by_key = {_key(d): d for d in docs}
     rows = []
-    for doc in services:
-        meta = doc.get("metadata") or {}
-        ann = meta.get("annotations") or {}
-        ips = [s for s in str(ann.get(ANN_ALLOCATED_IPS, "")).split(",") if s]
-        if not ips:
-            continue
-        key = f"{meta.get('namespace')}/{meta.get('name')}"
+    for key, ips in recorded(docs, classless=classless).items():
+        doc = by_key[key]
+        ann = (doc.get("metadata") or {}).get("annotations") or {}
         try:
             published = json.loads(ann.get(ANN_ANNOUNCEMENTS) or "[]")
         except ValueError:
             published = []
+        published = published if isinstance(published, list) else []
         conds = {c.get("type"): c for c in (doc.get("status") or {}).get("conditions") or []}
         cond = conds.get(COND_ANNOUNCED) or {}
         for ip in ips:
@@ -143,6 +152,12 @@ def rows_from_services(services: Iterable[Mapping[str, Any]]) -> list[dict[str, 
                     }
                 )
     return rows
+
+
+def _key(doc: Mapping[str, Any]) -> str:
+    """``namespace/name``, as :func:`ironlb_cli.livestate.recorded` keys a Service."""
+    meta = doc.get("metadata") or {}
+    return f"{meta.get('namespace', 'default')}/{meta.get('name')}"
 
 
 def render(rows: Sequence[Mapping[str, str]]) -> str:
@@ -189,14 +204,16 @@ def run(args: argparse.Namespace) -> int:
 
         from ironlb_cli.livestate import export_document
 
-        doc = export_document(asyncio.run(fetch_services(args.server, args.kubeconfig, args.timeout)))
+        services = asyncio.run(fetch_services(args.server, args.kubeconfig, args.timeout))
+        doc = export_document(services, classless=args.classless)
         Path(args.export).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         print(f"wrote the addresses of {len(doc['services'])} Services to {args.export}")
         return 0
     if args.url:
         rows = rows_from_agent(fetch_agent(args.url, args.timeout))
     else:
-        rows = rows_from_services(asyncio.run(fetch_services(args.server, args.kubeconfig, args.timeout)))
+        services = asyncio.run(fetch_services(args.server, args.kubeconfig, args.timeout))
+        rows = rows_from_services(services, classless=args.classless)
     if args.ip:
         rows = [r for r in rows if r["IP"] == args.ip]
     print(json.dumps(rows, indent=1) if args.json else render(rows))

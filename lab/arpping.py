@@ -11,6 +11,8 @@ print JSON ``{"seen": n, "span_ms": first-to-last arrival}``.
 ``python -m lab.arpping claim DEV IP [--count N] [--interval S] [--mac MAC]``: claim IP as a
 foreign host would: gratuitous ARP (both forms) for IPv4, an unsolicited NA (override
 flag, to ff02::1, sourced from IP) for IPv6; from DEV's MAC unless ``--mac`` is given.
+From a test: :func:`claim_from` runs it in a lab host, and :func:`hold` gives a lab host an
+address (its kernel then answers for it, as a misconfigured host's would).
 
 ``python -m lab.arpping spoof DEV COUNT --sender IP [--sender IP ...] [--dst MAC] [--target IP]``:
 COUNT ARP requests (for ``--target``, default 10.77.0.1) whose sender address is one of
@@ -40,9 +42,14 @@ import socket
 import statistics
 import struct
 import subprocess
+import sys
 import time
+from typing import TYPE_CHECKING
 
 from agent.l2 import packets as pk
+
+if TYPE_CHECKING:
+    from lab.netns import Lab
 
 
 def _sock(dev: str) -> tuple[socket.socket, bytes]:
@@ -237,6 +244,28 @@ def _addresses(dev: str) -> list[str]:
     out = subprocess.run(["ip", "-j", "addr", "show", "dev", dev], capture_output=True, text=True, check=True)
     found = [a["local"] for link in json.loads(out.stdout) for a in link.get("addr_info", [])]
     return sorted(found, key=lambda a: ":" in a)
+
+
+def hold(lab: Lab, host: str, ip: str, add: bool = True, dev: str = "eth0") -> None:
+    """Give lab host ``host`` the address ``ip`` (or take it away, which is idempotent), as a
+    misconfigured host would have it: the host's kernel then answers for it."""
+    v6 = ":" in ip
+    argv = [
+        "ip",
+        *(["-6"] if v6 else []),
+        "addr",
+        "add" if add else "del",
+        f"{ip}/{64 if v6 else 24}",
+        "dev",
+        dev,
+    ]
+    lab.run(host, *argv, *(["nodad"] if v6 and add else []), check=add)
+
+
+def claim_from(lab: Lab, host: str, ip: str, mac: str | None = None) -> None:
+    """Run :func:`claim` once in lab host ``host``'s namespace (from its MAC, or ``mac``)."""
+    extra = ["--mac", mac] if mac else []
+    lab.run(host, sys.executable, "-m", "lab.arpping", "claim", "eth0", ip, *extra, timeout=20)
 
 
 def main() -> None:

@@ -128,8 +128,19 @@ def udp_payloads(rng: random.Random, count: int, key_id: int | None) -> list[byt
 def spoofed_frame(src_mac: bytes, dst_mac: bytes, src: str, dst: str, port: int, payload: bytes) -> bytes:
     """An Ethernet frame carrying one UDP datagram from a forged IPv4 source."""
     udp = struct.pack("!HHHH", port, port, 8 + len(payload), 0) + payload  # checksum 0: none (IPv4)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(udp),
+        0,
+        0x4000,
+        64,
+        17,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
+    )
     ip = ip[:10] + struct.pack("!H", pk.checksum(ip)) + ip[12:]
     return dst_mac + src_mac + struct.pack("!H", 0x0800) + ip + udp
 
@@ -170,6 +181,7 @@ def udp_main(argv: list[str]) -> None:
 
         def send(i: int) -> None:
             udp.sendto(payloads[i % len(payloads)], dest)
+
     start = time.monotonic()
     sent = errors = 0
     while True:
@@ -191,14 +203,40 @@ def udp_main(argv: list[str]) -> None:
 
 
 def start_membership_flood(
-    lab: Lab, target: str, *, key_id: int, seconds: float, rate: int = 50_000, name: str = "flood",
-    source: str = "client", port: int = 7947,
+    lab: Lab,
+    target: str,
+    *,
+    key_id: int,
+    seconds: float,
+    rate: int = 50_000,
+    name: str = "flood",
+    source: str = "client",
+    port: int = 7947,
 ) -> subprocess.Popen[bytes]:
     """From LAN host ``source``: flood ``target``'s membership port (random bytes from the
     source's own address, badly signed heads with ``key_id`` forged from every other node)."""
-    argv = [sys.executable, "-m", "lab.flood", "udp", "--target", lab.addr(target), "--rate", str(rate),
-            "--seconds", str(seconds), "--dev", "eth0", "--dst-mac", lab.mac(target), "--port", str(port),
-            "--src", lab.addr(source), "--key-id", f"{key_id:08x}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "lab.flood",
+        "udp",
+        "--target",
+        lab.addr(target),
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--dev",
+        "eth0",
+        "--dst-mac",
+        lab.mac(target),
+        "--port",
+        str(port),
+        "--src",
+        lab.addr(source),
+        "--key-id",
+        f"{key_id:08x}",
+    ]
     argv += [a for n in lab.nodes if n != target for a in ("--spoof", lab.addr(n))]
     return lab.spawn(source, argv, name=name)
 
@@ -210,8 +248,11 @@ def flood_result(lab: Lab, name: str = "flood") -> dict[str, float]:
 
 def udp_drops(lab: Lab, host: str) -> int:
     """UDP datagrams the kernel of ``host`` dropped for want of socket receive buffer."""
-    rows = [line.split() for line in lab.run(host, "cat", "/proc/net/snmp").stdout.splitlines()
-            if line.startswith("Udp:")]
+    rows = [
+        line.split()
+        for line in lab.run(host, "cat", "/proc/net/snmp").stdout.splitlines()
+        if line.startswith("Udp:")
+    ]
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 

@@ -134,3 +134,132 @@ def test_bad_settings_args_fail_preview_naming_the_arg(args: dict[str, Any], mes
     with pytest.raises(InvalidConfigError) as info:
         render(**args)
     assert message in str(info.value)
+
+
+# --- the optional ServiceMonitor ----------------------------------------------------------------
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions In/NotIn/Exists) against labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        present, value = e["key"] in labels, labels.get(e["key"])
+        ok = {
+            "In": present and value in e.get("values", []),
+            "NotIn": not present or value not in e.get("values", []),
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def test_there_is_no_service_monitor_and_no_metrics_service_by_default() -> None:
+    ev = run_mocked(lambda: NodeAgent("ironlb", {"membership_key": KEY}) and None)
+    kinds = {m["kind"] for m in manifests(ev)}
+    assert "ServiceMonitor" not in kinds and "Service" not in kinds
+
+
+def service_monitor_stack(tmp_path: Any, **agent: Any) -> list[dict[str, Any]]:
+    """The dev stack with ``agent`` settings added, rendered by `ironlb render` (schema-checked)."""
+    from pathlib import Path
+
+    from ironlb_cli.render import render as render_stack
+
+    stacks = Path(__file__).resolve().parents[1] / "stacks"
+    doc = yaml.safe_load((stacks / "Pulumi.dev.yaml").read_text())
+    doc["config"]["ironlb:agent"].update(agent)
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
+    return [yaml.safe_load(text) for _, text in render_stack("dev", tmp_path)]
+
+
+def test_a_stack_with_service_monitor_renders_one_that_scrapes_every_pod_of_both_roles(tmp_path: Any) -> None:
+    found = service_monitor_stack(tmp_path, serviceMonitor=True, serviceMonitorLabels={"release": "kps"})
+    (monitor,) = [m for m in found if m["kind"] == "ServiceMonitor"]
+    services = {
+        m["metadata"]["name"]: m
+        for m in found
+        if m["kind"] == "Service" and "ironlb.io/metrics" in m["metadata"]["labels"]
+    }
+    workloads = {m["kind"]: m for m in found if m["kind"] in ("DaemonSet", "Deployment")}
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kps", (
+        "the Prometheus that selects by release finds it"
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ironlb-system"]}
+    assert sorted(services) == ["ironlb-controller-metrics", "ironlb-speaker-metrics"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    for name, kind in (("ironlb-speaker-metrics", "DaemonSet"), ("ironlb-controller-metrics", "Deployment")):
+        svc, workload = services[name], workloads[kind]
+        assert _matches(monitor["spec"]["selector"], svc["metadata"]["labels"]), f"{name} is not selected"
+        assert svc["spec"]["clusterIP"] == "None", "headless: every pod is a target, not one behind a VIP"
+        template = workload["spec"]["template"]
+        assert _matches({"matchLabels": svc["spec"]["selector"]}, template["metadata"]["labels"])
+        (port,) = svc["spec"]["ports"]
+        container_ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+        assert port["name"] == endpoint["port"] and port["targetPort"] == "metrics"
+        assert port["port"] == container_ports["metrics"] == 7948
+    other = [m for m in found if m["kind"] == "Service" and m not in services.values()]
+    assert all(not _matches(monitor["spec"]["selector"], m["metadata"].get("labels") or {}) for m in other), (
+        "the tenants' LoadBalancer Services are never scraped"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda m: m["spec"]["endpoints"][0].update(intervall="30s"),
+            "Additional properties are not allowed ('intervall'",
+        ),
+        (lambda m: m["spec"]["endpoints"][0].update(interval="30 seconds"), "does not match"),
+        (lambda m: m["spec"].pop("selector"), "'selector' is a required property"),
+        (lambda m: m["spec"].update(endpoints=[]), "should be non-empty"),
+        (lambda m: m["spec"]["endpoints"][0].update(scheme="ftp"), "is not one of ['http', 'https']"),
+    ],
+    ids=[
+        "a misspelt field",
+        "a duration Prometheus cannot read",
+        "no selector",
+        "no endpoint",
+        "a bad scheme",
+    ],
+)
+def test_the_pinned_schema_refuses_what_the_operator_would_not_take(change: Any, message: str) -> None:
+    from components import monitoring
+    from components.manifest_check import problems
+
+    good = monitoring.service_monitor("ironlb-system", ("speaker", "controller"), {"release": "kps"})
+    assert problems(good) == []
+    change(good)
+    found = problems(good)
+    assert found and message in found[0] and found[0].startswith('ServiceMonitor "ironlb-system/ironlb"')
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"service_monitor": True, "metrics_port": 0}, "service_monitor: needs /metrics: metrics_port is 0"),
+        ({"service_monitor": "yes"}, 'service_monitor "yes": must be true or false'),
+        (
+            {"service_monitor": True, "metrics_address": "127.0.0.1"},
+            "metrics_address 127.0.0.1 is loopback (use podIP)",
+        ),
+        (
+            {"service_monitor_labels": {"release!": "kps"}},
+            "service_monitor_labels.release!: is not a label key",
+        ),
+        (
+            {"service_monitor_labels": {"release": "a b"}},
+            "service_monitor_labels.release: value 'a b' is not",
+        ),
+    ],
+    ids=["no metrics port", "not a boolean", "metrics on loopback", "a bad label key", "a bad label value"],
+)
+def test_a_service_monitor_that_could_not_work_fails_preview(args: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        render(**args)
+    assert message in str(info.value) and 'NodeAgent "ironlb"' in str(info.value)

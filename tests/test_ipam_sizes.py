@@ -190,14 +190,14 @@ def test_metrics_report_huge_pools_as_floats() -> None:
     """Prometheus gauges are floats: exact below 2**53, rounded above (a /64 reads 1.8446744073709552e+19)."""
     from prometheus_client import generate_latest
 
-    from agent.observability import Metrics
+    from agent.metrics import ControllerMetrics
 
     alloc = ipam.Allocator(parse([pool("p", "fd00::/64", "fd48:1:2::/48")]))
     alloc.allocate(v6("d/s"))
-    metrics = Metrics()
+    metrics = ControllerMetrics()
     metrics.observe_usage(alloc.usage())
     text = generate_latest(metrics.registry).decode()
     assert (
-        f'ironlb_pool_addresses_total{{family="ipv6",pool="p"}} {float(2**64 - 1 + 2**80 - 2**16)!r}' in text
+        f'ironlb_pool_addresses{{family="ipv6",pool="p"}} {float(2**64 - 1 + 2**80 - 2**16)!r}' in text
     )
     assert 'ironlb_pool_addresses_used{family="ipv6",pool="p"} 1.0' in text

@@ -1,9 +1,10 @@
-"""Metrics, the status board, its HTTP endpoints (bound, bounded, timed out), JSON logs."""
+"""Metrics, the status board, its HTTP endpoints (bound, bounded, timed out), log output in both formats."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -13,7 +14,9 @@ from prometheus_client import generate_latest
 
 from agent.announcements import L2Announcement, Ownership, Plan
 from agent.endpoints import HEALTH_PATHS, listeners, serve
-from agent.observability import JsonFormatter, Metrics, StatusBoard
+from agent.logs import JsonFormatter
+from agent.metrics import Metrics
+from agent.observability import StatusBoard
 from ironlb.agentconfig import AgentConfig, StatusListener
 from ironlb.ipam import Rejected
 
@@ -59,7 +62,8 @@ def test_sessions_and_conflicts_are_read_from_the_shells_status() -> None:
         "Broken": FakeShell(None),  # type: ignore[arg-type]
     }
     board.record_plan(plan("n1"))
-    assert value(board.metrics, "ironlb_bgp_sessions_up") == 1
+    assert value(board.metrics, "ironlb_bgp_session_up", peer="r1") == 1
+    assert value(board.metrics, "ironlb_bgp_session_up", peer="r2") == 0
     assert value(board.metrics, "ironlb_address_conflicts") == 1
     doc = json.loads(board.snapshot())
     assert doc["ownership"][0]["nodes"] == ["n1"] and "status() failed" in doc["shells"]["Broken"]["problem"]
@@ -80,6 +84,8 @@ def test_the_l2_shells_claim_defence_and_hop_limit_counters_are_exported_as_tota
     counters["claims"] = 9
     board.tick()
     assert value(m, "ironlb_l2_claims_total") == 9, "read from the shell on every tick"
+    assert value(m, "ironlb_l2_replies_sent_total", protocol="arp") == 99
+    assert value(m, "ironlb_l2_replies_sent_total", protocol="ndp") == 0, "a series exists before it counts"
     text = _exposition(m)
     assert "# TYPE ironlb_l2_defences_total counter" in text and "arp_replies" not in text
 
@@ -258,3 +264,92 @@ def test_a_listener_starts_without_a_reverse_dns_lookup(monkeypatch: pytest.Monk
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- log output (agent.logs) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Any:
+    """setup_logging changes process-wide state: put it back after the test."""
+    import sys
+    import threading
+    import warnings
+
+    from agent import logs
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, threading.excepthook, sys.excepthook, logs._configured)
+    levels = {n: logging.getLogger(n).level for n in (*logs.CHATTY, *logs.TRACE)}
+    with warnings.catch_warnings():
+        yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    threading.excepthook, sys.excepthook, logs._configured = saved[2], saved[3], saved[4]
+    logging.captureWarnings(False)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line]
+
+
+def test_in_json_mode_a_traceback_a_warning_and_a_thread_crash_are_one_json_line_each(
+    capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    import threading
+    import warnings
+
+    from agent.logs import setup_logging
+
+    setup_logging("info", "json")
+    log = logging.getLogger("agent.test")
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        log.exception("it failed")
+    warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+    thread = threading.Thread(target=lambda: 1 / 0, name="worker")
+    thread.start()
+    thread.join()
+    logging.getLogger("httpx2").info("HTTP Request: GET https://api/ (one per API call)")
+    lines = _lines(capsys)
+    docs = [json.loads(line) for line in lines]  # every line parses: nothing printed around logging
+    assert len(docs) == 3, lines
+    failed, warned, crashed = docs
+    assert failed["msg"] == "it failed" and "ValueError: boom\nsecond line" in failed["exc"]
+    assert warned["logger"] == "py.warnings" and "an old API" in warned["msg"]
+    assert crashed["level"] == "error" and "thread worker stopped" in crashed["msg"]
+    assert "ZeroDivisionError" in crashed["exc"]
+
+
+def test_in_text_mode_lines_are_for_people_and_debug_shows_api_requests(
+    capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    from agent.logs import setup_logging
+
+    setup_logging("debug", "text")
+    logging.getLogger("agent.daemon").info("live agents: %s", "n1, n2")
+    logging.getLogger("httpx2").info("HTTP Request: GET https://api/")
+    logging.getLogger("httpcore2.connection").debug("connect_tcp.started (transport trace)")
+    logging.getLogger("pyroute2.netlink.core").debug("SOCK_DGRAM enqueue 2972 bytes")
+    lines = _lines(capsys)
+    assert len(lines) == 2, lines
+    assert re.match(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO agent.daemon: live agents: n1, n2$", lines[0]
+    )
+    assert lines[1].endswith("INFO httpx2: HTTP Request: GET https://api/")
+
+
+def test_a_fatal_error_is_plain_before_the_settings_are_read_and_a_log_record_after(
+    capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    from agent import logs
+
+    logs._configured = False
+    logs.fatal("ironlb-agent", "invalid configuration:\n  metrics.port ...")
+    assert capsys.readouterr().err == "ironlb-agent: invalid configuration:\n  metrics.port ...\n"
+    logs.setup_logging("info", "json")
+    logs.fatal("ironlb-agent", "cannot listen on 10.0.0.7:7948 for /metrics: Address in use")
+    (line,) = _lines(capsys)
+    assert json.loads(line)["msg"].startswith("cannot listen") and json.loads(line)["level"] == "critical"

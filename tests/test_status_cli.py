@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from agent.endpoints import serve
 from agent.kube.client import SERVICES
 from agent.kube.writers import ANN_ANNOUNCEMENTS
@@ -61,21 +63,49 @@ def test_agent_rows_say_who_how_why_and_show_conflicts() -> None:
     assert table.splitlines()[0].split() == ["SERVICE", "IP", "MODE", "NODES", "STATE", "CONFLICT", "WHY"]
 
 
-def test_service_rows_come_from_the_controller_s_annotations() -> None:
+def with_ingress(doc: dict[str, Any], *ips: str) -> dict[str, Any]:
+    """A Service whose status holds ``ips`` (what only the controller can write)."""
+    return {**doc, "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+
+
+def test_service_rows_come_from_the_status_and_the_published_announcements() -> None:
     svc = service(
         "web",
         annotations={
-            ANN_ALLOCATED_IPS: "10.0.0.5,fd00::5",
             ANN_ANNOUNCEMENTS: json.dumps(
                 [{"ip": "10.0.0.5", "mode": "layer2", "nodes": ["n2"], "reason": "ranked"}]
             ),
         },
     )
-    rows = rows_from_services([svc, service("pending")])
+    rows = rows_from_services([with_ingress(svc, "10.0.0.5", "fd00::5"), service("pending")])
     assert [(r["IP"], r["NODES"], r["STATE"]) for r in rows] == [
         ("10.0.0.5", "n2", "announced"),
         ("fd00::5", "-", "not announced"),
     ]
+
+
+def test_a_tenant_written_allocation_annotation_is_never_shown_as_an_address() -> None:
+    """ironlb.io/allocated-ips is writable by anyone who may edit the Service: not the record."""
+    forged = service(
+        "evil",
+        "red",
+        annotations={
+            ANN_ALLOCATED_IPS: "10.78.0.16",  # blue's address
+            ANN_ANNOUNCEMENTS: json.dumps([{"ip": "10.78.0.16", "mode": "layer2", "nodes": ["n1"]}]),
+        },
+    )
+    assert rows_from_services([forged]) == []
+    rows = rows_from_services([with_ingress(forged, "10.77.0.3")])
+    assert [(r["IP"], r["STATE"]) for r in rows] == [("10.77.0.3", "not announced")], (
+        "a published row for an address the status does not hold is not shown"
+    )
+
+
+@pytest.mark.parametrize(("classless", "shown"), [(False, []), (True, ["10.0.0.9"])])
+def test_services_without_a_class_are_shown_only_when_asked(classless: bool, shown: list[str]) -> None:
+    svc = with_ingress(service("old", cls=None), "10.0.0.9")
+    other = with_ingress(service("metallb", cls="metallb.io/metallb"), "10.0.0.10")
+    assert [r["IP"] for r in rows_from_services([svc, other], classless=classless)] == shown
 
 
 def test_the_command_reads_a_live_agent(capsys: Any) -> None:
@@ -105,14 +135,16 @@ async def test_the_command_reads_the_cluster(kmock: Any, capsys: Any) -> None:
     put_object(
         kmock,
         SERVICES,
-        service(
-            "web",
-            annotations={
-                ANN_ALLOCATED_IPS: "10.0.0.5",
-                ANN_ANNOUNCEMENTS: json.dumps(
-                    [{"ip": "10.0.0.5", "mode": "bgp", "nodes": ["n1", "n3"], "reason": "every node"}]
-                ),
-            },
+        with_ingress(
+            service(
+                "web",
+                annotations={
+                    ANN_ANNOUNCEMENTS: json.dumps(
+                        [{"ip": "10.0.0.5", "mode": "bgp", "nodes": ["n1", "n3"], "reason": "every node"}]
+                    ),
+                },
+            ),
+            "10.0.0.5",
         ),
     )
     url = str(kmock.servers[0].url)
@@ -131,8 +163,6 @@ def test_a_conflict_seen_by_any_node_shows_in_the_cluster_table() -> None:
             "conflicts": [{"node": "n1", "mac": "02:00:00:00:00:99"}],
         }
     ]
-    svc = service(
-        "web", annotations={ANN_ALLOCATED_IPS: "10.0.0.5", ANN_ANNOUNCEMENTS: json.dumps(published)}
-    )
-    (row,) = rows_from_services([svc])
+    svc = service("web", annotations={ANN_ANNOUNCEMENTS: json.dumps(published)})
+    (row,) = rows_from_services([with_ingress(svc, "10.0.0.5")])
     assert (row["STATE"], row["CONFLICT"]) == ("not announced", "02:00:00:00:00:99 seen by n1")

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +64,7 @@ from agent.kube.writers import (
     condition,
     same_conditions,
 )
-from agent.observability import Metrics
+from agent.metrics import ControllerMetrics
 from agent.view import ClusterView
 from ironlb.config import Config
 from ironlb.errors import AllocationError
@@ -90,11 +91,11 @@ class Controller:
         writer: Writer,
         settings: ControllerSettings | None = None,
         *,
-        metrics: Metrics | None = None,
+        metrics: ControllerMetrics | None = None,
     ):
         self.caches, self.writer = caches, writer
         self.settings = settings or ControllerSettings()
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or ControllerMetrics()
         self.feed = CacheFeed(caches, claim_classless=self.settings.claim_classless)
         self.allocator: Allocator | None = None
         self.config: Config | None = None
@@ -160,6 +161,7 @@ class Controller:
         if self.allocator is None:
             self.rebuild()
         assert self.allocator is not None
+        started = time.perf_counter()
         self.passes += 1
         view = self.feed.view()
         config = view.config
@@ -175,7 +177,9 @@ class Controller:
         await self._pool_and_tenant_status()
         await self._other_status()
         self.metrics.observe_usage(self.allocator.usage())
+        self.metrics.observe_pending(e.reason for e in self.errors.values())
         await self.publish()
+        self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
 
     async def _release_gone(self, requests: Mapping[str, ServiceRequest]) -> None:
         assert self.allocator is not None
@@ -220,7 +224,8 @@ class Controller:
     ) -> None:
         """Make the Service record ``held`` (annotations, then status); report what was not ours."""
         key = request.key
-        fix = compare(doc, held, view.assignments.get(key), view.rejected.get(key, ()))
+        ours = self.writer.ingress_written.get(key, ())
+        fix = compare(doc, held, view.assignments.get(key), view.rejected.get(key, ()), ours)
         existing = (doc.get("status") or {}).get("conditions") or []
         was_distrusted = any(c.get("type") == COND_TRUSTED and c.get("status") == "False" for c in existing)
         if fix.event is not None:

@@ -9,6 +9,10 @@ to report it:
 
 - status addresses the TrustCheck refused (``view.rejected``): reason ``AddressRejected``,
   with the check's word (``NoPool``, ``OtherTenant``, ``Conflict``...) for the condition;
+- status addresses that are none of: the controller's answer, the view's trusted reading,
+  an address the view refused, what this controller term itself wrote (``ours``): written
+  by someone else after the view was taken (the pass reads the Service later than the
+  view), reported as ``AddressRejected`` with the word ``NotAssigned``;
 - annotations that are neither the controller's answer nor its previous record (the
   trusted status): ``RecordRewritten`` -- forged, or left by something else.
 
@@ -68,14 +72,22 @@ def compare(
     held: Assignment | None,
     trusted: Assignment | None,
     rejected: Sequence[Rejected] = (),
+    ours: Sequence[str] = (),
 ) -> Fix:
-    """What to write so ``doc`` records ``held``; ``trusted``/``rejected``: the view's reading of it."""
+    """What to write so ``doc`` records ``held``; ``trusted``/``rejected``: the view's reading of it;
+    ``ours``: the ingress this controller last wrote for it."""
     have = annotations_of(doc)
     want = allocation_annotations(held)
     ingress = list(recorded_ips(doc))
     wanted_ips = list(held.addresses) if held is not None else []
     fix_ann = None if have == want else want
     fix_ips = None if ingress == wanted_ips else wanted_ips
+    known = {*wanted_ips, *(trusted.addresses if trusted is not None else ()), *ours}
+    known.update(r.ip for r in rejected)
+    rejected = [
+        *rejected,
+        *(Rejected(ip, "NotAssigned", "was not assigned by IronLB") for ip in ingress if ip not in known),
+    ]
     found: list[str] = []
     if rejected:
         found.append(

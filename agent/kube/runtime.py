@@ -26,7 +26,7 @@ from agent.kube.controller import Controller, ControllerSettings
 from agent.kube.informer import Caches, InformerSettings
 from agent.kube.lease import LeaseElector, LeaseSettings
 from agent.kube.writers import Writer
-from agent.observability import Metrics
+from agent.metrics import ControllerMetrics
 from ironlb.agentconfig import AgentConfig
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class ControllerRuntime:
         client: KubeClient,
         identity: str,
         config: AgentConfig | None = None,
-        metrics: Metrics | None = None,
+        metrics: ControllerMetrics | None = None,
         *,
         allocation: ControllerSettings | None = None,
         informer: InformerSettings | None = None,
@@ -59,7 +59,7 @@ class ControllerRuntime:
         self.client = client
         self.identity = identity
         self.config = config or AgentConfig()
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or ControllerMetrics()
         self.allocation = allocation or ControllerSettings(
             claim_classless=self.config.kubernetes.claim_classless
         )
@@ -93,7 +93,7 @@ class ControllerRuntime:
         return f"caches not synced yet: {', '.join(waiting)}" if waiting else None
 
     def _on_leadership(self, leader: bool) -> None:
-        self.metrics.leader.set(1 if leader else 0)
+        self.metrics.observe_leadership(leader)
         if not leader:
             self._lost.set()
 

@@ -96,6 +96,9 @@ class Writer:
         self.component = component
         self._sent: dict[tuple[str, str, str, str], str] = {}
         self.writes = 0
+        #: "ns/name" -> the ingress addresses this controller term last wrote (so its own write
+        #: arriving in the cache mid-pass is never mistaken for a foreign one)
+        self.ingress_written: dict[str, tuple[str, ...]] = {}
 
     def _meta(self, doc: Mapping[str, Any]) -> tuple[str, str | None]:
         meta = doc.get("metadata") or {}
@@ -114,6 +117,7 @@ class Writer:
         status: dict[str, Any] = {}
         if ips is not None:
             status["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in ips]}
+            self.ingress_written[f"{namespace}/{name}"] = tuple(ips)
         if conditions:
             existing = (doc.get("status") or {}).get("conditions") or []
             status["conditions"] = merge_conditions(existing, conditions)

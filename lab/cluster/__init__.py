@@ -23,6 +23,10 @@ Modules (a pure core, thin shells)::
     deploy     Cluster: render -> lab -> API server -> load -> Nodes -> routers -> backends -> pods
     checks     addresses, reachability, the Lease holder, violation figures, what a process has
     scenario   issue 9's steps (converge, soak, kill leader, kill agent, edit pool, tenant)
+    exposure   is an address answered (LAN client: capture + arping/ndisc6) or routed (every BIRD)?
+    hostile_tenant  issue 10's tenant attacks (forged records, escapes, a restart), run and judged
+    hostile_lan     issue 10's LAN attacks from an intruder host (membership flood, spoofed ARP)
+    foreign_host    a foreign host holding/claiming an address through an owner crash; takeover
 
 Use::
 
@@ -42,6 +46,8 @@ Choices, and what differs from a cluster:
   every node answers every Service port with the node's name.  Who receives the traffic is
   decided only by the agents' ARP/NDP answers and BGP next hops.  EndpointSlices put a ready
   endpoint on every node.
+- **Hosts that are no node**: ``Cluster(stack, extra_hosts=("intruder",))`` adds LAN hosts
+  (a free host number each) for tests that need one, e.g. a foreign host or a flooder.
 - **The API server is not at a cluster IP**: ``KUBERNETES_SERVICE_HOST``/``_PORT`` name the
   stand-in's address on the LAN (host ``api``), so API traffic crosses the lab LAN.  No DNS:
   ``dnsPolicy`` has no effect; nothing in IronLB resolves names.
@@ -59,7 +65,9 @@ Choices, and what differs from a cluster:
   containers, lifecycle hooks, eviction, ConfigMap/Secret updates reaching a running
   container, Node heartbeats (Nodes stay Ready), the real scheduler and controllers
   (ReplicaSets, rollouts), Pod deletion and re-creation (a killed pod's container restarts in
-  place), the Node authorizer (the kubelet writes Pod status as admin).
+  place; ``kill_pod(..., down_for=s)`` keeps it down ``s`` seconds without growing its back-off,
+  as a CrashLoopBackOff followed by a fresh pod would), the Node authorizer (the kubelet writes
+  Pod status as admin).
 - **Secrets**: the revealed manifests live in the lab's work dir (0700, files 0600) and the
   kubelet's per-container plans (0600), never in logs; the work dir is removed at teardown
   unless ``IRONLB_LAB_KEEP`` is set.

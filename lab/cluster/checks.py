@@ -1,7 +1,8 @@
 """What tests and benchmarks ask of a deployed :class:`~lab.cluster.deploy.Cluster`.
 
 - :func:`service_addresses` / :func:`wait_addresses`: the addresses in each LoadBalancer
-  Service's ``status.loadBalancer.ingress`` (one per requested IP family).
+  Service's ``status.loadBalancer.ingress`` (one per requested IP family);
+  :func:`layer2_addresses`: those from layer-2 pools.
 - :func:`reachability`: a TCP connect to every (address, TCP port) of every Service, from the
   LAN client for layer-2 pools and from the client behind the routers for BGP pools, IPv6 too;
   which node answered (``lab.vipserver`` replies with its name).
@@ -49,6 +50,14 @@ def service_addresses(cluster: Cluster) -> dict[str, list[str]]:
         ingress = ((live.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         out[_key(svc)] = [str(i["ip"]) for i in ingress if i.get("ip")]
     return out
+
+
+def layer2_addresses(cluster: Cluster) -> list[str]:
+    """Every address a rendered Service holds from a pool some L2Advertisement selects."""
+    topo = cluster.topology
+    return [
+        ip for ips in service_addresses(cluster).values() for ip in ips if topo.pool_of(ip) in topo.l2_pools
+    ]
 
 
 def expected_families(svc: Mapping[str, Any]) -> int:

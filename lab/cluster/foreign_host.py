@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lab.cluster import scenario
@@ -97,7 +97,8 @@ class Foreign:
     published: list[Mapping[str, Any]]  # the controller's announcements rows for the Service
     claims: float = 0.0  # claim packets the first owner counted (claimed after)
     defences: float = 0.0  # defences it sent for them (one per DEFEND_INTERVAL)
-    notes: list[str] = field(default_factory=list)
+    recovered_by: str = ""  # once the intruder let the address go: the node announcing it
+    recovered_s: float = 0.0  # release -> announced, the client resolving it there, no conflict left
 
     def taken(self) -> list[str]:
         """How a node took the foreign host's address, in words (empty: never)."""
@@ -167,10 +168,24 @@ def foreign_host(
             for typ, r, m in scenario.events(cluster, "default", name)
             if typ == "Warning" and r == "AddressConflict"
         ]
+        restarted_row = conflicts(cluster, ip)[first]
+        assert neigh is not None
+        flips, rows, shown = (
+            _flips(neigh.macs(ip), initial, cluster),
+            controller_reads(cluster, ip),
+            published(cluster, name),
+        )
+        hold(cluster, ip, add=False)  # the intruder lets go: the address comes back
+        released = time.monotonic()
+        back = announced_by(cluster, ip, timeout=45)  # the next probe: at most conflictRetry (30 s) away
+        scenario.wait(
+            f"the client to resolve {ip} to {back}", lambda: _resolves(cluster, ip) == {lab.mac(back)}, 15
+        )
+        scenario.wait(f"the conflict on {ip} to end", lambda: not conflicts(cluster, ip), 15)
+        recovered = time.monotonic() - released
         return Foreign(
-            ip, first, row, successor, successor_row, conflicts(cluster, ip)[first], exposure,
-            _flips(neigh.macs(ip), initial, cluster), events, controller_reads(cluster, ip),
-            published(cluster, name), claims, defences,
+            ip, first, row, successor, successor_row, restarted_row, exposure, flips, events, rows, shown,
+            claims, defences, back, recovered,
         )  # fmt: skip
     finally:
         if neigh is not None:

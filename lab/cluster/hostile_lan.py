@@ -30,8 +30,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import netaddr
+
 from agent.membership.wire import key_id as wire_key_id
-from lab.cluster import scenario
+from lab import arpping
+from lab.cluster import checks, scenario
 from lab.cluster.deploy import Cluster
 from lab.cluster.kubelet import rss_bytes
 from lab.flood import flood_result, start_membership_flood
@@ -40,7 +43,6 @@ from lab.probe import NeighWatch
 INTRUDER = "intruder"
 GROUP = "ironlb.io/v1alpha1"
 ANN_IPS = "ironlb.io/loadBalancerIPs"
-METRICS_PORT = 7948
 MEMBERSHIP_TROUBLE = (" is dead", " is suspect", "cut off")  # the speaker's membership log lines
 
 
@@ -76,12 +78,37 @@ def conflicts(cluster: Cluster, ip: str) -> dict[str, Mapping[str, Any]]:
     }
 
 
+def metrics_port(cluster: Cluster) -> int:
+    """The speaker's container port named ``metrics``, as rendered."""
+    for m in cluster.manifests:
+        if m["kind"] == "DaemonSet":
+            for c in m["spec"]["template"]["spec"]["containers"]:
+                for port in c.get("ports") or ():
+                    if port.get("name") == "metrics":
+                        return int(port["containerPort"])
+    raise LookupError("the rendered speaker has no port named metrics")
+
+
 def metric(cluster: Cluster, node: str, name: str) -> float:
     """The sum of every sample of ``name`` on the node speaker's /metrics (its rendered port)."""
-    url = f"http://{cluster.the_lab.addr(node)}:{METRICS_PORT}/metrics"
+    url = f"http://{cluster.the_lab.addr(node)}:{metrics_port(cluster)}/metrics"
     text = cluster.the_lab.call(node, lambda: urllib.request.urlopen(url, timeout=5).read().decode())
     found = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
     return sum(float(v) for v in found)
+
+
+def free_l2(cluster: Cluster, per_pool: int = 64) -> dict[int, list[str]]:
+    """Addresses of the layer-2 pools no Service holds, per family, lowest first."""
+    topo = cluster.topology
+    held = {ip for ips in checks.service_addresses(cluster).values() for ip in ips}
+    out: dict[int, list[str]] = {4: [], 6: []}
+    for pool in sorted(topo.l2_pools):
+        for rng in topo.pool_ranges[pool]:
+            for k in range(min(rng.size, per_pool)):
+                addr = str(netaddr.IPAddress(rng.first + k, rng.version))
+                if addr not in held:
+                    out[rng.version].append(addr)
+    return out
 
 
 def pod_rss_mb(cluster: Cluster, pod: str) -> float:
@@ -104,25 +131,12 @@ def key_id(cluster: Cluster) -> int:
 
 def hold(cluster: Cluster, ip: str, add: bool = True) -> None:
     """Give the intruder ``ip`` (or take it away), as a misconfigured host would have it."""
-    v6 = ":" in ip
-    argv = [
-        "ip",
-        *(["-6"] if v6 else []),
-        "addr",
-        "add" if add else "del",
-        f"{ip}/{64 if v6 else 24}",
-        "dev",
-        "eth0",
-    ]
-    cluster.the_lab.run(INTRUDER, *argv, *(["nodad"] if v6 and add else []), check=add)  # gone is gone
+    arpping.hold(cluster.the_lab, INTRUDER, ip, add)
 
 
 def claim(cluster: Cluster, ip: str, mac: str | None = None) -> None:
     """The intruder says ``ip`` is at its MAC (or ``mac``): gratuitous ARP, or an unsolicited NA."""
-    extra = ["--mac", mac] if mac else []
-    cluster.the_lab.run(
-        INTRUDER, sys.executable, "-m", "lab.arpping", "claim", "eth0", ip, *extra, timeout=20
-    )
+    arpping.claim_from(cluster.the_lab, INTRUDER, ip, mac)
 
 
 def pin(cluster: Cluster, name: str, ip: str, namespace: str = "default", port: int = 80) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -53,6 +54,8 @@ from lab.cluster.resolve import Volume
 from lab.cluster.sandbox import Sandbox, SandboxFactory, release_all
 from lab.cluster.workloads import PodPlacement
 from lab.netns import Lab, enter_netns
+
+log = logging.getLogger(__name__)
 
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 10.0, 300.0, 600.0
 TICK = 0.05
@@ -212,7 +215,7 @@ class PodWorker(threading.Thread):
                 run.stop_reason = state.probe.kind
                 grace = state.probe.grace if state.probe.grace is not None else self.plan.grace
                 where = f"{self.placement.name}/{run.spec.name}"
-                print(f"kubelet: {where} {state.probe.kind} probe failed ({why}): killing", flush=True)
+                log.info("%s %s probe failed (%s): killing", where, state.probe.kind, why)
                 self._terminate(run, grace)
                 return
 
@@ -289,7 +292,7 @@ class PodWorker(threading.Thread):
         run.proc, run.ready, run.restarts = None, False, run.restarts + 1
         run.waiting = "CrashLoopBackOff" if run.next_start > now else ""
         restart = Restart(self.placement.name, run.spec.name, time.time(), reason, exit_code)
-        print(f"kubelet: {restart}", flush=True)
+        log.info("%s", restart)
         self.on_restart(restart)
 
     def _terminate(self, run: _Running, grace: float) -> None:

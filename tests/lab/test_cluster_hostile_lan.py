@@ -28,15 +28,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import netaddr
 import pytest
 
 from lab.cluster import checks, scenario
 from lab.cluster import foreign_host as fh
 from lab.cluster import hostile_lan as hl
 from lab.cluster.deploy import Cluster, deployed
+from tests.lab.test_cluster_dev import converged
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
+__all__ = ["converged"]  # the dev test's fixture, on this module's cluster
 STACK = "dev"
 V4_V6 = pytest.mark.parametrize("family", [pytest.param(4, id="IPv4"), pytest.param(6, id="IPv6")])
 
@@ -48,23 +49,10 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def converged(cluster: Cluster) -> scenario.Converged:
-    return scenario.converge(cluster)
-
-
-@pytest.fixture(scope="module")
 def free(cluster: Cluster, converged: scenario.Converged) -> dict[int, list[str]]:
     """Unheld addresses of the layer-2 pools, per family, lowest first (each test takes its own)."""
-    topo = cluster.topology
-    held = {ip for ips in converged.addresses.values() for ip in ips}
-    out: dict[int, list[str]] = {4: [], 6: []}
-    for pool in sorted(topo.l2_pools):
-        for rng in topo.pool_ranges[pool]:
-            for k in range(min(rng.size, 64)):
-                addr = str(netaddr.IPAddress(rng.first + k, rng.version))
-                if addr not in held:
-                    out[rng.version].append(addr)
-    assert len(out[4]) >= 16 and len(out[6]) >= 10, out
+    out = hl.free_l2(cluster)
+    assert len(out[4]) >= 15 and len(out[6]) >= 10, out
     return out
 
 
@@ -83,7 +71,7 @@ def test_a_50k_pps_membership_flood_from_a_lan_host_moves_no_address(
             hl.pin(cluster, f"spread-{i}", ip)
         owners = {ip: hl.announced_by(cluster, ip) for ip in spread}
         assert len(set(owners.values())) > 1, owners
-        result = hl.flood(cluster, [*spread, *_rendered_l2(cluster)])
+        result = hl.flood(cluster, [*spread, *checks.layer2_addresses(cluster)])
         print(
             f"flood of {result.target}: {result.sent} datagrams at {result.pps:.0f}/s; "
             f"{result.reached} reached it"
@@ -98,16 +86,6 @@ def test_a_50k_pps_membership_flood_from_a_lan_host_moves_no_address(
         for i in range(len(spread)):
             hl.unpin(cluster, f"spread-{i}")
     _no_crash(cluster, since)
-
-
-def _rendered_l2(cluster: Cluster) -> list[str]:
-    topo = cluster.topology
-    return [
-        ip
-        for ips in checks.service_addresses(cluster).values()
-        for ip in ips
-        if topo.pool_of(ip) in topo.l2_pools
-    ]
 
 
 def test_a_million_spoofed_arps_leave_the_speaker_flat_and_trust_no_mac(
@@ -182,6 +160,9 @@ def _judge_foreign(cluster: Cluster, result: fh.Foreign, first_state: str) -> No
     )
     conflicts = [c for row in result.published if row["ip"] == result.ip for c in row.get("conflicts", ())]
     assert conflicts and all(c["mac"] == intruder for c in conflicts), result.published
+    assert result.first_row["interface"] == cluster.the_lab.dev(result.first)
+    print(f"released: {result.ip} announced by {result.recovered_by} again after {result.recovered_s:.1f} s")
+    assert result.recovered_by in cluster.the_lab.nodes, "once the host lets it go, the address comes back"
 
 
 def test_an_ipv6_address_announced_again_after_a_conflict_keeps_answering_ns(

@@ -28,8 +28,10 @@ import pytest
 from lab.cluster import checks, scenario
 from lab.cluster import hostile_tenant as ht
 from lab.cluster.deploy import Cluster, deployed
+from tests.lab.test_cluster_dev import converged
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
+__all__ = ["converged"]  # the dev test's fixture, on this module's cluster
 STACK = "prod"
 FORGED_STATE = (
     "forged-no-pool",
@@ -49,11 +51,6 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def converged(cluster: Cluster) -> scenario.Converged:
-    return scenario.converge(cluster)
-
-
-@pytest.fixture(scope="module")
 def targets(cluster: Cluster, converged: scenario.Converged) -> ht.Targets:
     t = ht.targets(cluster)
     ht.prepare_platform(cluster, t)
@@ -69,18 +66,8 @@ def started() -> float:
 def outcomes(cluster: Cluster, targets: ht.Targets, started: float) -> dict[str, ht.Outcome]:
     attacks = ht.catalogue(targets)
     assert {a.id for a in attacks} == set(FORGED_STATE) | set(ESCAPES), "every attack is judged by a test"
-    controls = [*targets.router, targets.victim_ip, *_l2_addresses(cluster)]
+    controls = [*targets.router, targets.victim_ip, *checks.layer2_addresses(cluster)]
     return ht.launch(cluster, attacks, controls=controls)
-
-
-def _l2_addresses(cluster: Cluster) -> list[str]:
-    topo = cluster.topology
-    return [
-        ip
-        for ips in checks.service_addresses(cluster).values()
-        for ip in ips
-        if topo.pool_of(ip) in topo.l2_pools
-    ]
 
 
 def _judge(cluster: Cluster, outcome: ht.Outcome) -> None:
@@ -114,7 +101,7 @@ def test_the_watch_sees_what_is_announced(
             ip,
             exposure.answered[ip],
         )
-    for ip in _l2_addresses(cluster):
+    for ip in checks.layer2_addresses(cluster):
         assert len(exposure.by_nodes(ip)) == 1, (ip, exposure.answered[ip], exposure.final[ip])
     every = scenario.every_node(cluster, targets.victim_ip)
     assert exposure.routed[targets.victim_ip] == dict.fromkeys(cluster.routers, every)

@@ -246,6 +246,18 @@ def test_a_peer_off_the_lan_or_two_interface_names_cannot_be_built(
         derive(bad, 3)
 
 
+def test_extra_hosts_get_free_lan_numbers_and_taken_names_are_refused(
+    prod_manifests: list[dict[str, Any]],
+) -> None:
+    topo = derive(prod_manifests, 3, extra_hosts=("intruder",))
+    numbers = dict(topo.topology.extra)
+    assert set(numbers) == {"api", "intruder"} and numbers["api"] != numbers["intruder"]
+    assert topo.pool_of(f"10.20.0.{numbers['intruder']}") is None
+    for taken in ("client", "router2", "node1", "api"):
+        with pytest.raises(TopologyError, match=f"extra host '{taken}': that name is taken"):
+            derive(prod_manifests, 3, extra_hosts=(taken,))
+
+
 @pytest.fixture(scope="module")
 def prod_manifests() -> list[dict[str, Any]]:
     from components.offline import evaluate_stack, load_stack, manifests

@@ -3,8 +3,10 @@ cut off, spoofing, a 50,000 packets/s flood, and a key rotation by rolling resta
 
 Each node runs ``python -m agent.membership`` (one JSON line per change of its live set,
 stamped with CLOCK_MONOTONIC, which all namespaces share), so the test can compare the
-moment it killed a peer with the moment each survivor noticed.  The flood test runs the
-real agents (``ironlb-agent``) instead and watches who owns each address.
+moment it killed a peer with the moment each survivor noticed, and read the counters it
+prints on exit (what the flood cost: refused before the HMAC, bad tags).  The same flood
+against the rendered install, watching who owns each address, is in
+``tests/lab/test_cluster_hostile_lan.py``.
 
 Written against today's lab (``lab.Lab``); to port to the cluster-mode lab, replace
 :class:`Members`' ``spawn`` with the cluster's pod runner and keep the assertions.
@@ -25,7 +27,6 @@ import pytest
 from agent.membership.settings import MembershipSettings
 from agent.membership.wire import key_id
 from lab import Lab
-from lab.agents import Agents, l2_advertisement, nodes, pool, service
 from lab.flood import flood_result, start_membership_flood, udp_drops
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
@@ -186,46 +187,6 @@ def test_a_50k_pps_flood_makes_no_member_suspect_anyone(lab: Lab) -> None:
     assert counters["bad_mac"] >= 0.4 * result["sent"], "forged heads from node addresses cost an HMAC each"
     assert counters["unknown_source"] >= 0.4 * result["sent"], "the rest never got past the source filter"
     assert counters["isolations"] == counters["stalls"] == 0, counters
-
-
-def test_a_50k_pps_flood_against_real_agents_moves_no_address(lab: Lab) -> None:
-    # membership timing: agent.membership's defaults, explicit until ironlb/agentconfig.py has them too
-    agents = Agents(lab, extra_args=["--membership-interval", str(S.interval)])
-    Path(agents.key).write_text(KEY)  # the flooder copies this key's id, as a LAN sniffer would
-    vips = [f"10.77.0.{200 + i}" for i in range(12)]
-    services = [service(f"s{i}", ip) for i, ip in enumerate(vips)]
-    agents.write(pool(), l2_advertisement(), *nodes(lab), *services)
-    agents.start_all()
-    owners = {ip: agents.wait_owner(ip) for ip in vips}
-    assert len(set(owners.values())) > 1, owners  # node1 owns some and not others: a grab would show
-    pid = agents.procs["node1"].pid
-    cpu0, t0, drops = _cpu_seconds(pid), time.monotonic(), udp_drops(lab, "node1")
-    flood = _flood(lab, "node1", seconds=10)
-    changes: list[tuple[float, str, dict[str, str | None]]] = []
-    while flood.poll() is None:
-        for ip in vips:
-            seen = agents.owners(ip)
-            if set(seen.values()) != {owners[ip]}:
-                changes.append((time.monotonic() - t0, ip, seen))
-        for node in lab.nodes:
-            live = (agents.status(node) or {}).get("live")
-            if live is not None and set(live) != EVERYONE:
-                changes.append((time.monotonic() - t0, node, {"live": ",".join(live)}))
-        time.sleep(0.05)
-    cpu = (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
-    result = flood_result(lab)
-    print(f"flood {result}; node1 agent CPU {cpu:.2f} s/s, kernel drops {udp_drops(lab, 'node1') - drops}")
-    assert result["pps"] >= 45_000, result
-    assert changes == [], f"owner or live-set changes under the flood: {changes[:5]}"
-    for node in lab.nodes:
-        log = lab.log(f"agent-{node}")
-        assert "membership: node" in log, "membership state changes are logged (so the next line can fail)"
-        assert " is dead" not in log and " is suspect" not in log and "cut off" not in log, log[-2000:]
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
 
 
 def test_a_key_rotation_by_rolling_restarts_never_splits_the_cluster(lab: Lab) -> None:
