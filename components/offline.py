@@ -203,6 +203,7 @@ def run_mocked(
     Exceptions raised by ``build`` (or inside an apply) propagate to the caller.
     """
     recorder = Recorder(references, planned)
+    loop = _current_loop()  # before set_mocks: registering the root Stack needs a current loop
     pulumi.runtime.set_mocks(
         recorder,
         project=PROJECT,
@@ -220,7 +221,6 @@ def run_mocked(
     def program() -> pulumi.Output[Any]:
         return pulumi.Output.from_input(build()).apply(lambda v: box.update(result=v))
 
-    loop = _current_loop()
     loop.set_exception_handler(_quiet_config_errors)
     try:
         program()
