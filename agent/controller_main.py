@@ -2,7 +2,7 @@
 
 It reads the same settings file as the speaker (``$IRONLB_CONFIG``; ``namespace``,
 ``logLevel``/``logFormat``, ``metrics``, ``health``, ``kubernetes``), connects with the
-pod's service account, and runs :class:`agent.kube.runtime.ControllerRuntime` until
+pod's service account, and runs :class:`ironlb.agent.kube.runtime.ControllerRuntime` until
 SIGTERM/SIGINT, which hands the Lease back so the standby takes over at once.  Its
 identity in the Lease is ``$POD_NAME`` (downward API), else the host name.  It needs no
 capability, no host network and no writable file: only the API server.
@@ -22,15 +22,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from agent import endpoints
-from agent.logs import fatal, setup_logging
-from agent.main import FLAG_KEYS as SPEAKER_FLAGS
-from agent.main import add_http_flags, load_config
-from agent.observability import StatusBoard
+from ironlb.agent import endpoints
+from ironlb.agent.logs import fatal, setup_logging
+from ironlb.agent.main import FLAG_KEYS as SPEAKER_FLAGS
+from ironlb.agent.main import add_http_flags, load_config
+from ironlb.agent.observability import StatusBoard
 from ironlb.agentconfig import AgentConfig
 from ironlb.errors import ConfigError, IronLBError
 
-log = logging.getLogger("agent.controller")
+log = logging.getLogger("ironlb.agent.controller")
 PROGRAM = "ironlb-controller"
 
 #: Seconds between health ticks.
@@ -69,8 +69,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def run(config: AgentConfig, identity: str, env: Mapping[str, str]) -> None:
-    from agent.kube.client import KubeClient
-    from agent.kube.runtime import ControllerRuntime
+    from ironlb.agent.kube.client import KubeClient
+    from ironlb.agent.kube.runtime import ControllerRuntime
 
     kube = config.kubernetes
     client = KubeClient.connect(kubeconfig=str(kube.kubeconfig) if kube.kubeconfig else None)

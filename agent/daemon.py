@@ -42,12 +42,12 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
-from agent import planner
-from agent.announcements import Plan
-from agent.interfaces import MembershipView, Shell, Source
-from agent.metrics import Timing
-from agent.settings import Settings
-from agent.view import ClusterView
+from ironlb.agent import planner
+from ironlb.agent.announcements import Plan
+from ironlb.agent.interfaces import MembershipView, Shell, Source
+from ironlb.agent.metrics import Timing
+from ironlb.agent.settings import Settings
+from ironlb.agent.view import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,10 @@ class Membership(MembershipView, Protocol):
 
 def build_shells(settings: Settings) -> list[Shell]:
     """The shells this agent runs, in apply order."""
-    from agent.l2.shell import L2Shell
+    from ironlb.agent.l2.shell import L2Shell
 
     shells: list[Shell] = [L2Shell(settings.node, settings.l2)]
-    from agent.bgp.shell import BGPShell
+    from ironlb.agent.bgp.shell import BGPShell
 
     shells.append(BGPShell(settings.node, settings.bgp))
     return shells
@@ -82,8 +82,8 @@ def build_membership(settings: Settings) -> Membership | None:
     """Gossip membership (agent.membership), or None for ``static`` (every node's agent alive)."""
     if settings.membership.mode == "static":
         return None
-    from agent.membership import Membership as Gossip
-    from agent.membership.settings import MembershipSettings, load_keys
+    from ironlb.agent.membership import Membership as Gossip
+    from ironlb.agent.membership.settings import MembershipSettings, load_keys
 
     assert settings.membership.key_file is not None  # Settings checked it
     opts = settings.membership

@@ -18,7 +18,7 @@ Each server is a small stdlib HTTP server in daemon threads, hardened for a host
 a socket timeout (a slow or silent client is dropped after :data:`TIMEOUT` seconds) and at
 most :data:`MAX_CONCURRENT` requests at once (further connections are closed at once and
 counted), so no client can exhaust threads or memory.  Handlers only read the
-:class:`~agent.observability.StatusBoard`'s snapshots.
+:class:`~ironlb.agent.observability.StatusBoard`'s snapshots.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.observability import StatusBoard
+from ironlb.agent.observability import StatusBoard
 from ironlb.agentconfig import POD_IP, AgentConfig
 
 log = logging.getLogger(__name__)

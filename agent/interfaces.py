@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
-from agent.announcements import Plan
-from agent.view import ClusterView
+from ironlb.agent.announcements import Plan
+from ironlb.agent.view import ClusterView
 
 
 class Source(Protocol):

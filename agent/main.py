@@ -4,7 +4,7 @@ Settings come from one file, ``$IRONLB_CONFIG`` (or ``--config``; the NodeAgent 
 mounts its ConfigMap there), checked by :mod:`ironlb.agentconfig`; command-line flags, for
 standalone use, override single keys of it and are checked with it.  The node's name is
 ``--node`` or ``$NODE_NAME`` (the downward API).  Then the source, membership and shells
-are built and :class:`agent.daemon.Daemon` runs until SIGTERM/SIGINT, which withdraws
+are built and :class:`ironlb.agent.daemon.Daemon` runs until SIGTERM/SIGINT, which withdraws
 every announcement before exiting (exit 0).  A bad settings file or flag exits 2 with one
 line per problem (key, value, what is allowed), never a traceback.
 
@@ -28,16 +28,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import endpoints
-from agent.logs import fatal, setup_logging
-from agent.metrics import SpeakerMetrics
-from agent.observability import StatusBoard
-from agent.settings import Settings
 from ironlb import agentconfig
+from ironlb.agent import endpoints
+from ironlb.agent.logs import fatal, setup_logging
+from ironlb.agent.metrics import SpeakerMetrics
+from ironlb.agent.observability import StatusBoard
+from ironlb.agent.settings import Settings
 from ironlb.errors import ConfigError, IronLBError, Issue
 
 if TYPE_CHECKING:
-    from agent.daemon import Daemon
+    from ironlb.agent.daemon import Daemon
 
 log = logging.getLogger("agent")
 PROGRAM = "ironlb-agent"
@@ -151,8 +151,8 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None =
 
 
 async def run(settings: Settings, env: Mapping[str, str] | None = None) -> None:
-    from agent.daemon import Daemon, build_membership, build_shells
-    from agent.sources import make_source
+    from ironlb.agent.daemon import Daemon, build_membership, build_shells
+    from ironlb.agent.sources import make_source
 
     source = make_source(settings)
     membership = build_membership(settings)

@@ -1,6 +1,6 @@
 """Every Prometheus metric IronLB exports: name, type, labels, meaning, and the label policy.
 
-This table is the one definition: :mod:`agent.metrics` builds each metric from its entry
+This table is the one definition: :mod:`ironlb.agent.metrics` builds each metric from its entry
 (nothing is registered that is not listed here), ``docs/metrics.md`` is generated from it
 (:func:`markdown`; tests/test_metrics_docs.py fails when the file differs), and
 tests/test_metrics_conventions.py checks every registered family against it and against

@@ -1,4 +1,4 @@
-"""The Prometheus registry of each program, built from :mod:`agent.metric_catalog`.
+"""The Prometheus registry of each program, built from :mod:`ironlb.agent.metric_catalog`.
 
 - :class:`Metrics` -- what both programs export: build info, health, Kubernetes API
   requests and errors, and prometheus-client's process and Python collectors.
@@ -45,10 +45,10 @@ from prometheus_client import (
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent import shell_metrics
-from agent.announcements import Plan
-from agent.metric_catalog import CONTROLLER, LATENCY_BUCKETS, SPEAKER, WORK_BUCKETS, spec
 from ironlb import __version__
+from ironlb.agent import shell_metrics
+from ironlb.agent.announcements import Plan
+from ironlb.agent.metric_catalog import CONTROLLER, LATENCY_BUCKETS, SPEAKER, WORK_BUCKETS, spec
 
 # The *_created series double every counter and histogram and no dashboard reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -6,15 +6,15 @@
   and ``/metrics`` follow the shells within a second, whether or not anything replans.
   Each tick takes every shell's ``status()`` and the membership's (peers by state, lanes,
   keys in use, isolation, counters), puts them in ``/status`` and hands them to the
-  metrics (:mod:`agent.metrics`).  The HTTP threads (``agent.endpoints``) only read
+  metrics (:mod:`ironlb.agent.metrics`).  The HTTP threads (``ironlb.agent.endpoints``) only read
   immutable snapshots, so they never race with the shells.
 - Health means health: ``live()`` fails when the loop has not ticked for ``max_stall``
   seconds or a liveness check reports a problem (a shell whose status says it is broken, a
   replan stuck for minutes); ``ready()`` fails until a cluster view exists and every
   readiness check passes.  An idle agent keeps ticking, so it stays healthy forever.
 
-The metric families are declared in :mod:`agent.metric_catalog` (docs/metrics.md); log
-output is :mod:`agent.logs`.
+The metric families are declared in :mod:`ironlb.agent.metric_catalog` (docs/metrics.md); log
+output is :mod:`ironlb.agent.logs`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from agent.announcements import Ownership, Plan
-from agent.metrics import Metrics, SpeakerMetrics, Timing
+from ironlb.agent.announcements import Ownership, Plan
+from ironlb.agent.metrics import Metrics, SpeakerMetrics, Timing
 
 log = logging.getLogger(__name__)
 

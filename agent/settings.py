@@ -6,8 +6,8 @@ tests/test_agentconfig.py).  :class:`Settings` adds the node's name (``$NODE_NAM
 the downward API) and the rules that hold only for the speaker (a manifest directory for
 ``source.kind: files``, a key file for gossip membership), and hands each shell its part:
 ``settings.l2`` to the layer-2 shell, ``settings.bgp`` to the BGP shell (whose
-:class:`~agent.bgp.settings.BGPSettings` is built here from ``bgp``, ``runDir`` and
-``secretsDir``), ``settings.membership`` to membership.  Nothing below ``agent.main``
+:class:`~ironlb.agent.bgp.settings.BGPSettings` is built here from ``bgp``, ``runDir`` and
+``secretsDir``), ``settings.membership`` to membership.  Nothing below ``ironlb.agent.main``
 reads flags or the environment.
 """
 
@@ -28,7 +28,7 @@ from ironlb.agentconfig import (
 from ironlb.errors import ConfigError, Issue
 
 if TYPE_CHECKING:
-    from agent.bgp.settings import BGPSettings
+    from ironlb.agent.bgp.settings import BGPSettings
 
 #: Section types under the names the shells import.
 L2Settings = L2Options
@@ -100,7 +100,7 @@ class Settings:
     @property
     def bgp(self) -> BGPSettings:
         """The BGP shell's settings: its files under ``runDir``, passwords from ``secretsDir``."""
-        from agent.bgp.settings import BGPSettings
+        from ironlb.agent.bgp.settings import BGPSettings
 
         return BGPSettings(
             run_dir=self.config.run_dir,

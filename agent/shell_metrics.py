@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.metric_catalog import spec
+from ironlb.agent.metric_catalog import spec
 
 #: Layer-2 counter families: label values -> the shell's counter key (agent/l2/shell.py, responders.py).
 L2_COUNTERS: dict[str, dict[tuple[str, ...], str]] = {

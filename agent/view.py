@@ -1,7 +1,7 @@
 """The cluster view: everything the planner needs to know, as one immutable value.
 
 Sources (a directory of manifests, or the Kubernetes informers) build a
-:class:`ClusterView` through :mod:`agent.viewbuild`; membership supplies ``live_members``.
+:class:`ClusterView` through :mod:`ironlb.agent.viewbuild`; membership supplies ``live_members``.
 The planner reads nothing else, which is what makes it pure and testable as a table.
 """
 
@@ -38,7 +38,7 @@ class ClusterView:
 
     config: Config
     #: "ns/name" -> the addresses it holds: recorded ones that passed the trust check
-    #: (:mod:`agent.viewbuild`); for the files source, also what it allocated
+    #: (:mod:`ironlb.agent.viewbuild`); for the files source, also what it allocated
     assignments: Mapping[str, Assignment] = field(default_factory=dict)
     #: "ns/name" -> nodes with a ready endpoint
     endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Manifests -> :class:`~agent.view.ClusterView`: the one reading of Services, Nodes and EndpointSlices.
+"""Manifests -> :class:`~ironlb.agent.view.ClusterView`: the one reading of Services, Nodes, EndpointSlices.
 
 Both sources build their views here (the Kubernetes source from its informer caches, the
 files source from a manifest directory), and so does the IPAM controller, for what it
@@ -33,8 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.view import ClusterView, NodeInfo
 from ironlb import addresses
+from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.config import Config
 from ironlb.ipam import Rejected, TrustCheck
 from ironlb.model import LOAD_BALANCER_CLASS

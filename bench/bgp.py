@@ -41,8 +41,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.announcements import BFDSettings, BGPRoute, BGPSession, Plan
-from agent.bgp.birdctl import Control
+from ironlb.agent.announcements import BFDSettings, BGPRoute, BGPSession, Plan
+from ironlb.agent.bgp.birdctl import Control
 from lab import Lab
 from lab.agents import Agents, bgp_advertisement, bgp_peer, nodes, pool, service
 from lab.bgpnode import NodeShell

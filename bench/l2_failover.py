@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.membership.settings import MembershipSettings
+from ironlb.agent.membership.settings import MembershipSettings
 from lab import VIP_PORT, Lab
 from lab.agents import Agents, l2_advertisement, nodes, pool, service
 

@@ -1,6 +1,6 @@
 """Benchmark membership: failure detection, a 50k packets/s flood, traffic per node.
 
-1. **Lab** (root only; skipped otherwise): three real ``python -m agent.membership``
+1. **Lab** (root only; skipped otherwise): three real ``python -m ironlb.agent.membership``
    processes in network namespaces (lab.Lab).  ``--runs`` times each: SIGKILL one member
    at a random moment and time until *both* survivors report it gone (CLOCK_MONOTONIC is
    shared by all namespaces); then the same with SIGTERM (graceful LEAVE).
@@ -37,8 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.membership import Membership, MembershipSettings
-from agent.membership.wire import HEARTBEAT, encode, key_id, peer_id
+from ironlb.agent.membership import Membership, MembershipSettings
+from ironlb.agent.membership.wire import HEARTBEAT, encode, key_id, peer_id
 
 KEY = b"bench-membership-key-0123456789abcdef"
 
@@ -65,7 +65,7 @@ class LabMembers:
             self.start(node)
 
     def start(self, node: str) -> None:
-        argv = [sys.executable, "-m", "agent.membership", "--node", node, "--key-file", str(self.key)]
+        argv = [sys.executable, "-m", "ironlb.agent.membership", "--node", node, "--key-file", str(self.key)]
         self.procs[node] = self.lab.spawn(node, [*argv, *self.peers], name=f"member-{node}")
 
     def reports(self, node: str, since: float) -> list[tuple[float, set[str]]]:

@@ -5,7 +5,7 @@ Cluster: N LoadBalancer Services (addresses recorded by the controller, both as 
 one the speakers read and re-check with the TrustCheck) on M Nodes;
 two IPPools, an L2Advertisement for one and a BGPAdvertisement with one peer for the other;
 every 20th Service has ``externalTrafficPolicy: Local`` with an EndpointSlice on 3 nodes.
-Views are built by ``agent.sources.kube.KubeSource`` from its informer caches, which are
+Views are built by ``ironlb.agent.sources.kube.KubeSource`` from its informer caches, which are
 fed their events directly (the path a watch event takes after decoding; no API server).
 
 Figures (medians and p95):
@@ -43,13 +43,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent import planner
-from agent.announcements import Plan
-from agent.kube.client import SPEAKER_KINDS
-from agent.kube.informer import Caches
-from agent.main import configure_gc
-from agent.sources.kube import KubeSource
-from agent.view import ClusterView
+from ironlb.agent import planner
+from ironlb.agent.announcements import Plan
+from ironlb.agent.kube.client import SPEAKER_KINDS
+from ironlb.agent.kube.informer import Caches
+from ironlb.agent.main import configure_gc
+from ironlb.agent.sources.kube import KubeSource
+from ironlb.agent.view import ClusterView
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, LOAD_BALANCER_CLASS
 
 L2_BASE = ipaddress.IPv4Address("10.64.0.0")

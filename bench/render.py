@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.manifest_check import check_all
-from components.offline import evaluate, file_name, manifests
-from components.stackconfig import documents, spec_from_values
-from components.stacksecrets import StackSecrets
+from ironlb.components.manifest_check import check_all
+from ironlb.components.offline import evaluate, file_name, manifests
+from ironlb.components.stackconfig import documents, spec_from_values
+from ironlb.components.stacksecrets import StackSecrets
 from ironlb.config import parse
 from ironlb.ipam import allocate_all
 from ironlb_cli.bundle import Bundle, build, write_private

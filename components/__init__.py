@@ -10,17 +10,17 @@ One ComponentResource per concept, each with type token ``ironlb:index:<ClassNam
 - :class:`Tenant` -- a team's namespaces, pools and quotas;
 - :class:`LoadBalancerService` -- a Service of type LoadBalancer served by IronLB.
 
-``components.program`` turns a stack's config into these; ``components.offline`` runs that
+``ironlb.components.program`` turns a stack's config into these; ``ironlb.components.offline`` runs that
 program under Pulumi's mock runtime for ``ironlb render`` / ``ironlb plan``.  Nothing here
 imports the agent (import-linter enforces it).
 """
 
-from components.base import InvalidConfigError
-from components.bfd import BfdProfile
-from components.node_agent import NodeAgent
-from components.resources import BgpAdvertisement, BgpPeer, Community, IpPool, L2Advertisement
-from components.service import LoadBalancerService
-from components.tenant import Tenant
+from ironlb.components.base import InvalidConfigError
+from ironlb.components.bfd import BfdProfile
+from ironlb.components.node_agent import NodeAgent
+from ironlb.components.resources import BgpAdvertisement, BgpPeer, Community, IpPool, L2Advertisement
+from ironlb.components.service import LoadBalancerService
+from ironlb.components.tenant import Tenant
 
 #: Every component class (for the component provider and the Analyzer test).
 COMPONENTS = (

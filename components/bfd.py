@@ -1,6 +1,6 @@
 """BfdProfile: the component for a BFDProfile, BFD timers that BgpPeers name in ``bfd_profile``.
 
-Follows :mod:`components.resources`: the args are validated through the shared schema
+Follows :mod:`ironlb.components.resources`: the args are validated through the shared schema
 *before* registering (so ``echo_mode: true`` or a 5 ms interval fails ``pulumi preview``
 with the schema's message), then one ``ironlb.io/v1alpha1`` BFDProfile is emitted as the
 only child.  Pass the agent's CRDs in ``opts.depends_on``.
@@ -12,10 +12,10 @@ from typing import TypedDict
 
 import pulumi
 
-from components.args import to_spec
-from components.base import DEFAULT_NAMESPACE, child_opts, custom_resource, token, validate
 from ironlb import model
 from ironlb.bfd import BFDProfileSpec
+from ironlb.components.args import to_spec
+from ironlb.components.base import DEFAULT_NAMESPACE, child_opts, custom_resource, token, validate
 
 
 class BfdProfileArgs(TypedDict, total=False):

@@ -8,7 +8,7 @@ tests check that both agree.  IronLB's custom resources are checked against the
 server would enforce -- with ``jsonschema``.  CEL ``x-kubernetes-validations`` rules are
 not evaluated here (no CEL engine); the shared schema already enforces the same rules.
 The optional ServiceMonitor is checked against the subset of its CRD schema that
-``components.monitoring`` pins.
+``ironlb.components.monitoring`` pins.
 
 :func:`problems` returns sentences naming the object, the field path and the message.
 """
@@ -25,7 +25,7 @@ import kubernetes_validate
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
-from components import monitoring
+from ironlb.components import monitoring
 from ironlb.model import GROUP_VERSION
 
 KUBERNETES_VERSION = "1.37.0"

@@ -17,7 +17,7 @@ No JSON schema for ServiceMonitor ships with kubernetes-validate, so
 prometheus-operator v0.84.1 (``example/prometheus-operator-crd/
 monitoring.coreos.com_servicemonitors.yaml``), the fields we set checked with the same
 types and patterns, unknown fields refused (the API server would prune them silently).
-``components.manifest_check`` validates rendered ServiceMonitors with it.
+``ironlb.components.manifest_check`` validates rendered ServiceMonitors with it.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Children: the Namespace (labelled for the privileged Pod Security level that hostNetwork
 and NET_ADMIN need), the ``ironlb.io`` CRDs (``ironlb.crds``, from the same models as the
 schema, NodeState included), per role a ServiceAccount and least-privilege ClusterRole
-(and, for the controller, a Role for its Lease) from ``components.rbac``, the settings
+(and, for the controller, a Role for its Lease) from ``ironlb.components.rbac``, the settings
 ConfigMap, the membership-key Secret, the speaker DaemonSet and the controller Deployment
-(``components.workloads``).
+(``ironlb.components.workloads``).
 
 The settings file is :class:`ironlb.agentconfig.AgentConfig`, the model both roles read at
 start: this component builds it from its args and writes ``AgentConfig.dump()``, so every
@@ -21,7 +21,7 @@ No PodDisruptionBudget for the DaemonSet (docs/decisions/0012); the controller's
 replicas prefer different nodes and roll one at a time (maxUnavailable 0).
 
 With ``service_monitor`` (off by default) it also creates a headless metrics Service per role
-and a prometheus-operator ServiceMonitor scraping both (``components.monitoring``).
+and a prometheus-operator ServiceMonitor scraping both (``ironlb.components.monitoring``).
 
 No ``from __future__ import annotations`` here: the Analyzer reads the annotations.
 """
@@ -34,11 +34,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components import monitoring, rbac, workloads
-from components.args import NodeAgentArgs
-from components.base import DEFAULT_NAMESPACE, MANAGED_BY, InvalidConfigError, child_opts, token
-from components.stackconfig import REDACTED
 from ironlb import agentconfig
+from ironlb.components import monitoring, rbac, workloads
+from ironlb.components.args import NodeAgentArgs
+from ironlb.components.base import DEFAULT_NAMESPACE, MANAGED_BY, InvalidConfigError, child_opts, token
+from ironlb.components.stackconfig import REDACTED
 from ironlb.errors import ConfigError, Issue
 
 DEFAULT_VERSION = "0.1.0"

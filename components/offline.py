@@ -4,13 +4,13 @@
 :class:`Recorder` is a :class:`pulumi.runtime.Mocks` that remembers every registered
 resource (type, name, inputs in wire format); :func:`evaluate` sets the mocks and the
 stack config *before* importing anything that builds resources (resources created
-before ``set_mocks`` are silently lost), runs :func:`components.program.run` inside
+before ``set_mocks`` are silently lost), runs :func:`ironlb.components.program.run` inside
 ``@pulumi.runtime.test`` (so every registration has landed when it returns), and gives
 back the recorded resources and the resolved stack outputs.
 
 :func:`manifests` turns the recorded Kubernetes resources into plain manifests:
 integral floats back to ints (the wire format has only doubles), secret values replaced
-by :data:`~components.stackconfig.REDACTED` (Pulumi marks them, so nothing secret can
+by :data:`~ironlb.components.stackconfig.REDACTED` (Pulumi marks them, so nothing secret can
 slip through), and every Secret's data redacted whatever its marking.
 
 A tenant stack's StackReference is answered from the platform stack's grants, computed
@@ -30,8 +30,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
-from components.base import InvalidConfigError
-from components.stackconfig import (
+from ironlb.components.base import InvalidConfigError
+from ironlb.components.stackconfig import (
     PROJECT,
     REDACTED,
     StackSpec,
@@ -97,7 +97,7 @@ def load_stack(
     """Read and check ``stacks/Pulumi.<stack>.yaml`` (raises ConfigError / FileNotFoundError).
 
     Secret values stay redacted unless ``passphrase`` is given: then they are decrypted
-    (:mod:`components.stacksecrets`; a wrong passphrase is a ConfigError naming the stack).
+    (:mod:`ironlb.components.stacksecrets`; a wrong passphrase is a ConfigError naming the stack).
     ``reveal(ciphertext, key)``, when given, supplies them instead (``ironlb bundle``: from
     files, the passphrase, or both).
     """
@@ -108,7 +108,7 @@ def load_stack(
         )
         raise FileNotFoundError(f"no stack file {path}; stacks here: {', '.join(known) or 'none'}")
     if reveal is None and passphrase is not None:
-        from components.stacksecrets import open_stack_file
+        from ironlb.components.stacksecrets import open_stack_file
 
         reveal = open_stack_file(path, stack, passphrase).decrypt
     values, secrets = read_stack_file(path, reveal)
@@ -263,7 +263,7 @@ def evaluate(
     planned: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Evaluation:
     """Run the IronLB program for stack ``values``; the result is the stack outputs."""
-    from components.program import run
+    from ironlb.components.program import run
 
     return run_mocked(
         lambda: run(pulumi.Config(PROJECT)),

@@ -2,7 +2,7 @@
 
 Order matters and is the point of this module:
 
-1. read the structured stack config (``components.stackconfig``);
+1. read the structured stack config (``ironlb.components.stackconfig``);
 2. parse *every* object of the program with the shared schema (``ironlb.config.parse``),
    so a bad pool, an unknown reference or a service naming another tenant's pool fails
    ``pulumi preview`` with the schema's messages -- before a single resource registers;
@@ -22,13 +22,13 @@ from typing import Any
 
 import pulumi
 
-from components.args import to_args
-from components.base import InvalidConfigError
-from components.bfd import BfdProfile
-from components.node_agent import NodeAgent
-from components.resources import BgpAdvertisement, BgpPeer, Community, IpPool, L2Advertisement
-from components.service import LoadBalancerService
-from components.stackconfig import (
+from ironlb.components.args import to_args
+from ironlb.components.base import InvalidConfigError
+from ironlb.components.bfd import BfdProfile
+from ironlb.components.node_agent import NodeAgent
+from ironlb.components.resources import BgpAdvertisement, BgpPeer, Community, IpPool, L2Advertisement
+from ironlb.components.service import LoadBalancerService
+from ironlb.components.stackconfig import (
     OBJECT_KEYS,
     REDACTED,
     SETTING_KEYS,
@@ -38,7 +38,7 @@ from components.stackconfig import (
     tenant_documents,
     tenant_grants,
 )
-from components.tenant import Tenant
+from ironlb.components.tenant import Tenant
 from ironlb.config import Config, parse
 from ironlb.errors import ConfigError
 from ironlb.model import LOAD_BALANCER_CLASS

@@ -4,7 +4,7 @@
 ``pulumi package add github.com/<org>/ironlb.git/provider@v<version>``) runs the plugin
 directory ``provider/`` (``PulumiPlugin.yaml`` + ``__main__.py``) the way the engine runs
 every Python plugin: ``<venv>/bin/python provider/ <engine address>``.  Its
-``__main__.py`` calls :func:`main`, which serves :data:`components.COMPONENTS` over
+``__main__.py`` calls :func:`main`, which serves :data:`ironlb.components.COMPONENTS` over
 gRPC and prints the port on stdout; the engine then asks for the schema (the SDK's
 Analyzer infers it from the components' typed args) and sends ``Construct`` for every
 component a TypeScript, Go, .NET, Java or YAML program declares.  Decision 0070.
@@ -36,8 +36,8 @@ from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.provider.provider import ConstructResult
 from pulumi.provider.server import main as serve
 
-from components import COMPONENTS
-from components.base import PACKAGE, InvalidConfigError
+from ironlb.components import COMPONENTS
+from ironlb.components.base import PACKAGE, InvalidConfigError
 
 #: The package name: type tokens are ``ironlb:index:<Component>``.
 NAME = PACKAGE

@@ -7,7 +7,7 @@ address fails ``pulumi preview`` with the schema's message), then emits one
 
 Every arg may be a Pulumi Output (a pool's addresses from a StackReference, say): such
 args are validated when they resolve, with the same messages, and an invalid value fails
-the custom resource's registration (:func:`components.base.when_known`).
+the custom resource's registration (:func:`ironlb.components.base.when_known`).
 
 BgpPeer is the only one holding a secret: the password (a Pulumi secret) goes into a
 Kubernetes Secret marked ``additional_secret_outputs``; the BGPPeer object only
@@ -22,14 +22,15 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.args import (
+from ironlb import model
+from ironlb.components.args import (
     BgpAdvertisementArgs,
     BgpPeerArgs,
     IpPoolArgs,
     L2AdvertisementArgs,
     to_spec,
 )
-from components.base import (
+from ironlb.components.base import (
     DEFAULT_NAMESPACE,
     MANAGED_BY,
     child_opts,
@@ -39,7 +40,6 @@ from components.base import (
     validate,
     when_known,
 )
-from ironlb import model
 
 #: Key of the password inside the Secret a BgpPeer creates.
 PASSWORD_KEY = "password"

@@ -10,7 +10,7 @@ tenant's service names another tenant's pool" fails ``pulumi preview`` with the 
 sentence the agent would put in an Event.
 
 Every arg may be a Pulumi Output: the manifest is then built and checked when the args
-resolve (:func:`components.base.when_known`), with the same messages, and a failed check
+resolve (:func:`ironlb.components.base.when_known`), with the same messages, and a failed check
 fails the Service's registration.
 
 Output ``ip``: the first ingress address from the live Service status ('' until IronLB
@@ -25,8 +25,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.args import LoadBalancerServiceArgs
-from components.base import MANAGED_BY, InvalidConfigError, child_opts, lift, token, when_known
+from ironlb.components.args import LoadBalancerServiceArgs
+from ironlb.components.base import MANAGED_BY, InvalidConfigError, child_opts, lift, token, when_known
 from ironlb.config import Config
 from ironlb.errors import Issue
 from ironlb.model import ANN_IPS, ANN_POOL, ANN_SHARING, LOAD_BALANCER_CLASS

@@ -7,7 +7,7 @@ stack exactly the same way.
 
 - :func:`read_stack_file` loads a stack file for offline use.  ``secure:`` values become
   :data:`REDACTED` and are reported as secret keys; only a caller that passes ``reveal``
-  (``components.stacksecrets``, e.g. the lab's cluster mode) gets their plaintext.
+  (``ironlb.components.stacksecrets``, e.g. the lab's cluster mode) gets their plaintext.
 - :func:`spec_from_values` checks the stack-level structure (unknown keys, missing names)
   and :func:`documents` turns it into the documents ``ironlb.config.parse`` takes: our
   custom resources, Namespaces and Services.
@@ -302,7 +302,7 @@ def spec_from_values(values: Mapping[str, Any]) -> StackSpec:
 
 
 def service_documents(spec: StackSpec) -> list[dict[str, Any]]:
-    from components.service import service_manifest
+    from ironlb.components.service import service_manifest
 
     return [
         service_manifest(str(s["name"]), {k: v for k, v in s.items() if k != "name"}) for s in spec.services

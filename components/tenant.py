@@ -12,7 +12,7 @@ Kubernetes' own (Service objects per namespace, enforced by the API server).
 
 ``namespaces``, ``adopt_namespaces`` and the pool names decide which children exist, so
 they must be plain values (an Output there is refused, naming the field); everything else
-may be an Output and is checked when it resolves (:func:`components.base.when_known`).
+may be an Output and is checked when it resolves (:func:`ironlb.components.base.when_known`).
 
 No ``from __future__ import annotations`` here: the Analyzer reads the annotations.
 """
@@ -22,8 +22,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.args import TenantArgs, to_spec
-from components.base import (
+from ironlb import model
+from ironlb.components.args import TenantArgs, to_spec
+from ironlb.components.base import (
     DEFAULT_NAMESPACE,
     MANAGED_BY,
     InvalidConfigError,
@@ -35,8 +36,7 @@ from components.base import (
     validate,
     when_known,
 )
-from components.resources import IpPool
-from ironlb import model
+from ironlb.components.resources import IpPool
 from ironlb.errors import Issue
 
 TENANT_LABEL = "ironlb.io/tenant"

@@ -9,7 +9,7 @@
   no host network, no capability at all, a non-root user, read-only root, seccomp
   RuntimeDefault, only the settings file mounted; the replicas prefer different nodes.
 
-Both probe the real health endpoints (``agent.endpoints``) on their ``health`` port at the
+Both probe the real health endpoints (``ironlb.agent.endpoints``) on their ``health`` port at the
 pod IP; the Prometheus port is named ``metrics``.  The pod templates carry a hash of the
 settings (and, for the speaker, the membership key's version) so a change rolls them.
 

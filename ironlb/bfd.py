@@ -13,7 +13,7 @@ asks for more is refused here, with a reason, rather than silently ignored:
 - ``minimumTtl``: single-hop sessions (RFC 5881) always send and require TTL 255, which
   is stricter than any minimum, so the field is accepted for them.  BIRD checks no TTL on
   multihop sessions (RFC 5883), so a BGPPeer with ``ebgpMultiHop: true`` cannot use a
-  profile that sets it (:func:`bfd_references`).
+  profile that sets it (:func:`ironlb.validation.bgp.bfd_references`).
 
 The resource class itself is ``ironlb.model.BFDProfile`` (registered with the other
 kinds); this module owns its spec and its rules.
@@ -21,16 +21,9 @@ kinds); this module owns its spec and its rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
 from pydantic import Field, field_validator
 
-from ironlb.errors import Issue
 from ironlb.fields import Model
-
-if TYPE_CHECKING:
-    from ironlb.checked import Config
 
 
 class BFDProfileSpec(Model):
@@ -82,24 +75,3 @@ class BFDProfileSpec(Model):
     def detect_ms(self) -> int:
         """Worst-case detection time this node asks of the router, in milliseconds."""
         return self.detectMultiplier * self.transmitInterval
-
-
-def bfd_references(config: Config) -> Iterable[Issue]:
-    """A BGPPeer's ``bfdProfile`` must exist, and fit the session (no minimumTtl on multihop)."""
-    for name, peer in sorted(config.peers.items()):
-        ref = peer.spec.bfdProfile
-        if ref is None:
-            continue
-        profile = config.bfd_profiles.get(ref)
-        if profile is None:
-            known = ", ".join(sorted(config.bfd_profiles)) or "none defined"
-            yield Issue("BGPPeer", name, "bfdProfile", ref, f"names no BFDProfile (known: {known})")
-        elif peer.spec.ebgpMultiHop and profile.spec.minimumTtl is not None:
-            yield Issue(
-                "BGPPeer",
-                name,
-                "bfdProfile",
-                ref,
-                f"sets minimumTtl {profile.spec.minimumTtl}, which the speaker cannot enforce on "
-                "multihop BFD (ebgpMultiHop: true); use a profile without minimumTtl for this peer",
-            )

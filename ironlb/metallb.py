@@ -3,7 +3,7 @@
 :func:`convert` takes ``metallb.io`` documents (IPAddressPool, L2Advertisement,
 BGPAdvertisement, BGPPeer, Community, BFDProfile) and Services using the ``metallb.io/*``
 (or older ``metallb.universe.tf/*``) annotations, and returns the ``ironlb:*`` stack values
-(the same camelCase as the CRDs: ``components.stackconfig`` reads them) plus one
+(the same camelCase as the CRDs: ``ironlb.components.stackconfig`` reads them) plus one
 :class:`Note` per object and field that did not convert as-is, saying why.  Nothing is
 dropped silently: every field of every kind is in :data:`FIELDS` (converted) or
 :data:`UNSUPPORTED` (reported); a field in neither is reported as unknown.

@@ -1,7 +1,7 @@
 """``ironlb bundle --stack ENV``: one kubectl-appliable YAML file with everything a stack installs.
 
 The install without Pulumi.  The stack's program runs exactly as for ``ironlb render``
-(Pulumi's mock runtime, ``components.offline``), and every Kubernetes object it creates --
+(Pulumi's mock runtime, ``ironlb.components.offline``), and every Kubernetes object it creates --
 whatever kinds the program renders: Namespaces, CRDs, RBAC, ConfigMaps, Secrets, the
 workloads, IronLB's custom resources, Services -- goes into one multi-document file, in
 the render's apply order (Namespaces and CRDs first, custom resources after their CRDs),
@@ -10,12 +10,12 @@ keys sorted, so the same stack always gives the same bytes.
 Secrets carry their real values, never a placeholder.  Each secret config key of the stack
 gets its value from ``--secret-file KEY=PATH`` (any secrets provider: a cloud KMS, say),
 else from the stack's passphrase provider with the passphrase in ``$PULUMI_CONFIG_PASSPHRASE``
-or ``$PULUMI_CONFIG_PASSPHRASE_FILE`` (``components.stacksecrets``).  A key neither source
+or ``$PULUMI_CONFIG_PASSPHRASE_FILE`` (``ironlb.components.stacksecrets``).  A key neither source
 can give fails the bundle, naming every such key and what to provide; a wrong passphrase or
 a damaged value fails it too.  Before anything is written, the bundle is checked: no
 ``[secret]`` placeholder, unknown value or secret wrapper anywhere (Secret ``data`` decoded),
 no secret value outside a Secret, and every object valid against the Kubernetes schemas and
-our CRDs (``components.manifest_check``; messages never show a secret value).
+our CRDs (``ironlb.components.manifest_check``; messages never show a secret value).
 
 The file is written 0600 (atomically: a private temporary file, then a rename) and nothing
 secret reaches stderr; to stdout only when stdout is not a terminal.  ``--omit-secrets``
@@ -98,7 +98,7 @@ class Revealer:
     """
 
     def __init__(self, stack: str, path: Path, files: Mapping[str, Path]) -> None:
-        from components.stackconfig import REDACTED, load_yaml, read_stack_file
+        from ironlb.components.stackconfig import REDACTED, load_yaml, read_stack_file
 
         self.stack = stack
         values, secret = read_stack_file(path)
@@ -134,7 +134,7 @@ class Revealer:
 
     def open(self, env: Mapping[str, str] | None = None) -> None:
         """Check that every secret key has a source; open the passphrase provider if one needs it."""
-        from components.stacksecrets import (
+        from ironlb.components.stacksecrets import (
             PASSPHRASE_ENV,
             PASSPHRASE_FILE_ENV,
             StackSecrets,
@@ -171,7 +171,7 @@ class Revealer:
         return value
 
     def scrub(self, text: str) -> str:
-        from components.stackconfig import REDACTED
+        from ironlb.components.stackconfig import REDACTED
 
         for value in sorted({v for v in self.values if v}, key=len, reverse=True):
             text = text.replace(value, REDACTED)
@@ -204,8 +204,8 @@ def placeholders(manifest: Mapping[str, Any]) -> list[str]:
     """Fields of ``manifest`` holding a redacted, unknown or still-wrapped secret value."""
     from pulumi.runtime.rpc import UNKNOWN
 
-    from components.offline import SECRET_SIG
-    from components.stackconfig import REDACTED
+    from ironlb.components.offline import SECRET_SIG
+    from ironlb.components.stackconfig import REDACTED
 
     bad = []
     for path, value in _leaves(manifest):
@@ -223,7 +223,7 @@ def placeholders(manifest: Mapping[str, Any]) -> list[str]:
 
 def secrets_outside_secrets(redacted: Sequence[Mapping[str, Any]]) -> list[str]:
     """Non-Secret objects holding a value the program marked secret (seen redacted)."""
-    from components.stackconfig import REDACTED
+    from ironlb.components.stackconfig import REDACTED
 
     return [
         f"{_where(m)}: {path}: holds a secret value outside a Secret"
@@ -244,9 +244,9 @@ def build(
     env: Mapping[str, str] | None = None,
 ) -> Bundle:
     """The bundle of ``stack``; raises ConfigError / IronLBError (never showing a secret value)."""
-    from components.base import InvalidConfigError
-    from components.manifest_check import check_all
-    from components.offline import evaluate_stack, load_stack, manifests, stack_path
+    from ironlb.components.base import InvalidConfigError
+    from ironlb.components.manifest_check import check_all
+    from ironlb.components.offline import evaluate_stack, load_stack, manifests, stack_path
 
     if part not in PARTS:
         raise IronLBError(f"part {part!r}: must be one of {', '.join(PARTS)}")

@@ -97,7 +97,7 @@ def read_cluster(kubeconfig: str | None, context: str | None) -> list[Any]:
 
 def check(values: dict[str, Any]) -> None:
     """The converted stack through the same checks as ``pulumi preview`` (raises ConfigError)."""
-    from components.stackconfig import documents, spec_from_values
+    from ironlb.components.stackconfig import documents, spec_from_values
     from ironlb.config import parse
 
     parse(documents(spec_from_values({**values, "membershipKey": "[secret]"} | _password_keys(values))))

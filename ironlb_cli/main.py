@@ -22,14 +22,15 @@ from ironlb.errors import ConfigError, IronLBError
 PULUMI_SIDE = frozenset(
     {"pulumi", "pulumi_kubernetes", "grpc", "google"}  # the SDKs (google: protobuf)
     | {"cryptography", "kubernetes_validate", "jsonschema", "referencing"}  # stack secrets, render checks
-    | {"components"}  # ours, absent from the agent image
+    | {"ironlb.components"}  # ours, absent from the agent image
 )
 
 
 def describe(exc: Exception, command: str | None) -> str:
     """The one-line message for an unexpected error (a missing Pulumi side says what to install)."""
-    missing = exc.name.partition(".")[0] if isinstance(exc, ModuleNotFoundError) and exc.name else ""
-    if missing in PULUMI_SIDE:
+    name = exc.name if isinstance(exc, ModuleNotFoundError) and exc.name else ""
+    missing = next((m for m in sorted(PULUMI_SIDE) if name == m or name.startswith(f"{m}.")), "")
+    if missing:
         return (
             f"`ironlb {command}` needs IronLB's Pulumi side (module {missing!r} is not installed): "
             "pip install 'ironlb[pulumi]'"

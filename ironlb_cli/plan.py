@@ -1,6 +1,6 @@
 """``ironlb plan --stack NAME``: what a stack gives every service, before anything is applied.
 
-Reads the stack file exactly as the Pulumi program does (``components.stackconfig``),
+Reads the stack file exactly as the Pulumi program does (``ironlb.components.stackconfig``),
 parses it with the shared schema, and predicts every Service's addresses
 (``ironlb_cli.planning``): addresses the cluster already holds (``--live FILE`` from
 ``ironlb status --export``, or ``--from-cluster`` with a read-only kubeconfig) are kept
@@ -51,7 +51,7 @@ def build_plan(
 
     ``live``: addresses the cluster holds (kept, marked live); ``base``: addresses the
     base revision's plan gave its Services (kept for Services not live)."""
-    from components.offline import load_stack
+    from ironlb.components.offline import load_stack
     from ironlb.ipam import Allocator
     from ironlb_cli.planning import predict
 

@@ -1,6 +1,6 @@
 """``ironlb render --stack NAME --out DIR``: the Kubernetes manifests a stack would create.
 
-Runs the stack's Pulumi program under Pulumi's own mock runtime (``components.offline``)
+Runs the stack's Pulumi program under Pulumi's own mock runtime (``ironlb.components.offline``)
 -- no engine, no cloud credentials -- and writes one YAML file per object, named
 ``NNN-<kind>-[<namespace>.]<name>.yaml`` in apply order, keys sorted, so the same stack
 always gives byte-identical output.  Secret values are redacted (Pulumi marks them; every
@@ -39,8 +39,8 @@ def dump(manifest: dict[str, Any]) -> str:
 
 def render(stack: str, stacks_dir: Path, *, validate: bool = True) -> list[tuple[str, str]]:
     """[(file name, YAML text)] for ``stack``; raises ConfigError / IronLBError."""
-    from components.base import InvalidConfigError
-    from components.offline import evaluate_stack, file_name, load_stack, manifests
+    from ironlb.components.base import InvalidConfigError
+    from ironlb.components.offline import evaluate_stack, file_name, load_stack, manifests
 
     try:
         loaded = load_stack(stack, stacks_dir)
@@ -50,7 +50,7 @@ def render(stack: str, stacks_dir: Path, *, validate: bool = True) -> list[tuple
     except InvalidConfigError as exc:
         raise ConfigError(exc.issues) from None
     if validate:
-        from components.manifest_check import check_all
+        from ironlb.components.manifest_check import check_all
 
         bad = check_all(found)
         if bad:

@@ -186,7 +186,7 @@ def fetch_agent(url: str, timeout: float) -> dict[str, Any]:
 
 
 async def fetch_services(server: str | None, kubeconfig: str | None, timeout: float) -> list[dict[str, Any]]:
-    from agent.kube.client import SERVICES, KubeClient, KubeError
+    from ironlb.agent.kube.client import SERVICES, KubeClient, KubeError
 
     client = KubeClient.connect(server, kubeconfig, timeout=timeout)
     try:

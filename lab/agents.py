@@ -153,7 +153,7 @@ class Agents:
         argv = [
             sys.executable,
             "-m",
-            "agent.main",
+            "ironlb.agent.main",
             "--source",
             "files",
             "--dir",
@@ -245,7 +245,7 @@ class Agents:
 
     def pick_ip_owned_by(self, node: str, candidates: Iterable[str]) -> str:
         """First candidate the planner would give ``node`` (all current agents alive)."""
-        from agent.planner.l2 import rank  # the lab may use the planner's pure ranking
+        from ironlb.agent.planner.l2 import rank  # the lab may use the planner's pure ranking
 
         alive = sorted(self.procs)
         for ip in candidates:

@@ -46,7 +46,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from agent.l2 import packets as pk
+from ironlb.agent.l2 import packets as pk
 
 if TYPE_CHECKING:
     from lab.netns import Lab

@@ -1,7 +1,7 @@
 """The agent's BGP shell alone, run inside a lab node's namespace and driven from the test.
 
 Shell-level lab tests and ``bench/bgp.py`` hand plans straight to a
-:class:`~agent.bgp.shell.BGPShell`.  The shell (and the BIRD it starts) must live in the
+:class:`~ironlb.agent.bgp.shell.BGPShell`.  The shell (and the BIRD it starts) must live in the
 node's network namespace, as in the real agent, so it runs in its own process there::
 
     python -m lab.bgpnode SOCKET --node node1 --run-dir DIR --secrets-dir DIR
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.announcements import BFDSettings, BGPRoute, BGPSession, Plan
+from ironlb.agent.announcements import BFDSettings, BGPRoute, BGPSession, Plan
 from lab.netns import Lab, LabError
 
 
@@ -55,9 +55,9 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from agent.bgp.settings import BGPSettings
-    from agent.bgp.shell import BGPShell
-    from agent.bgp.speaker import SpeakerError
+    from ironlb.agent.bgp.settings import BGPSettings
+    from ironlb.agent.bgp.shell import BGPShell
+    from ironlb.agent.bgp.speaker import SpeakerError
 
     settings = BGPSettings(run_dir=args.run_dir, secrets_dir=args.secrets_dir, listen_port=args.listen_port)
     shell = BGPShell(args.node, settings)

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from agent.l2 import packets as pk
+from ironlb.agent.l2 import packets as pk
 from lab.netns import Lab
 
 

@@ -4,7 +4,7 @@ The engine runs ``<venv>/bin/python <this directory> <engine address>``; the pro
 prints the port it serves on, and the engine talks gRPC to it from there.
 """
 
-from components.provider import main
+from ironlb.components.provider import main
 
 if __name__ == "__main__":
     main()

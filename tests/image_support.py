@@ -123,6 +123,8 @@ def context_files(root: Path = ROOT) -> list[str]:
             or any(e == rel_dir + d or e.startswith(rel_dir + d + "/") for e in exceptions)
         ]
         out += [rel_dir + f for f in files if not excluded(rel_dir + f, rules)]
+        # links to directories (ironlb/agent -> ../agent): docker sends the link itself
+        out += [rel_dir + d for d in dirs if os.path.islink(os.path.join(here, d))]
     return sorted(out)
 
 
@@ -142,7 +144,10 @@ def build_image_wheel(python: str, work: Path) -> Path:
     src, backend, dist = work / "context", work / "build-backend", work / "dist"
     for rel in context_files():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, src / rel)
+        if (ROOT / rel).is_symlink():  # as COPY does: the link, which may dangle in the context
+            os.symlink(os.readlink(ROOT / rel), src / rel)
+        else:
+            shutil.copy2(ROOT / rel, src / rel)
     _pip(python, "install", "--quiet", "--target", str(backend), *LOCK_FLAGS, "-r", str(BUILD_LOCK))
     env = {**os.environ, "PYTHONPATH": str(backend)}
     _pip(

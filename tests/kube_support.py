@@ -29,12 +29,12 @@ from typing import Any
 import kmock as km
 import yaml
 
-from agent.kube.client import AGENT_KINDS, CONTROLLER_KINDS, LEASES, Kind, KubeClient
-from agent.kube.controller import Controller, ControllerSettings
-from agent.kube.informer import Caches, InformerSettings
-from agent.kube.writers import Writer
-from components.node_agent import NodeAgent
-from components.offline import manifests, run_mocked
+from ironlb.agent.kube.client import AGENT_KINDS, CONTROLLER_KINDS, LEASES, Kind, KubeClient
+from ironlb.agent.kube.controller import Controller, ControllerSettings
+from ironlb.agent.kube.informer import Caches, InformerSettings
+from ironlb.agent.kube.writers import Writer
+from ironlb.components.node_agent import NodeAgent
+from ironlb.components.offline import manifests, run_mocked
 from tests.apiserver_support import service_account_rbac
 
 NS = "ironlb-system"

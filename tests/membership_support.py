@@ -1,4 +1,4 @@
-"""A simulated network of membership :class:`~agent.membership.core.Table` objects.
+"""A simulated network of membership :class:`~ironlb.agent.membership.core.Table` objects.
 
 Signed datagrams move between tables through the real wire codec, instantly, on a fake
 clock that jumps from one due event (a heartbeat, a deadline) to the next; links can be
@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 
-from agent.membership.core import Table
-from agent.membership.settings import MembershipSettings
-from agent.membership.wire import HEARTBEAT, Keyring, Malformed, decode, encode
+from ironlb.agent.membership.core import Table
+from ironlb.agent.membership.settings import MembershipSettings
+from ironlb.agent.membership.wire import HEARTBEAT, Keyring, Malformed, decode, encode
 
 KEY = b"k" * 32
 S = MembershipSettings()

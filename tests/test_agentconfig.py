@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.endpoints import listeners
-from agent.kube.runtime import lease_settings
-from agent.main import main
-from agent.settings import Settings
-from components.node_agent import NodeAgent
-from components.offline import manifests, run_mocked
 from ironlb import agentconfig
+from ironlb.agent.endpoints import listeners
+from ironlb.agent.kube.runtime import lease_settings
+from ironlb.agent.main import main
+from ironlb.agent.settings import Settings
 from ironlb.agentconfig import AgentConfig
+from ironlb.components.node_agent import NodeAgent
+from ironlb.components.offline import manifests, run_mocked
 from ironlb.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,12 +167,12 @@ def test_a_bad_settings_file_names_key_value_and_what_is_allowed(
     assert message in str(info.value) and str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("program", ["agent.main", "agent.controller_main"])
+@pytest.mark.parametrize("program", ["ironlb.agent.main", "ironlb.agent.controller_main"])
 def test_a_bad_settings_file_exits_2_at_start_without_a_traceback(program: str, tmp_path: Path) -> None:
     path = tmp_path / "agent.yaml"
     path.write_text("metrics:\n  port: 70000\n")
     proc = subprocess.run(
-        [sys.executable, "-m", program, *(["--node", "n1"] if program == "agent.main" else [])],
+        [sys.executable, "-m", program, *(["--node", "n1"] if program == "ironlb.agent.main" else [])],
         capture_output=True,
         text=True,
         timeout=60,

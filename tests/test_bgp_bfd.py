@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import BFDSettings
-from agent.bgp import birdconf
-from agent.planner.bgp import plan_sessions
-from agent.view import ClusterView, NodeInfo
-from components import BfdProfile, BgpPeer, InvalidConfigError
-from components.offline import manifests, run_mocked
+from ironlb.agent.announcements import BFDSettings
+from ironlb.agent.bgp import birdconf
+from ironlb.agent.planner.bgp import plan_sessions
+from ironlb.agent.view import ClusterView, NodeInfo
+from ironlb.components import BfdProfile, BgpPeer, InvalidConfigError
+from ironlb.components.offline import manifests, run_mocked
 from ironlb.config import parse
 from ironlb.crds import crd_manifests
 from ironlb.errors import ConfigError
@@ -162,8 +162,8 @@ def test_the_planner_and_the_speaker_config_carry_the_profile() -> None:
 def test_a_stack_declares_profiles_under_bfdProfiles_and_the_program_emits_them() -> None:
     import pulumi
 
-    from components.program import build_platform
-    from components.stackconfig import documents, spec_from_values
+    from ironlb.components.program import build_platform
+    from ironlb.components.stackconfig import documents, spec_from_values
 
     values = {
         "bfdProfiles": [{"name": "fast", "receiveInterval": 100, "transmitInterval": 100}],

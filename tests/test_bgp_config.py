@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.announcements import BFDSettings, BGPSession
-from agent.bgp import birdconf, birdctl
-from agent.bgp.birdconf import Peering, Route
+from ironlb.agent.announcements import BFDSettings, BGPSession
+from ironlb.agent.bgp import birdconf, birdctl
+from ironlb.agent.bgp.birdconf import Peering, Route
 
 SESSION = BGPSession(
     name="tor-a.rack1",

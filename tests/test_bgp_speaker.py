@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.announcements import BGPRoute, BGPSession, Plan
-from agent.bgp import birdconf
-from agent.bgp.birdconf import Peering
-from agent.bgp.settings import BGPSettings
-from agent.bgp.shell import BGPShell, wanted_routes
-from agent.bgp.speaker import Speaker, SpeakerError
+from ironlb.agent.announcements import BGPRoute, BGPSession, Plan
+from ironlb.agent.bgp import birdconf
+from ironlb.agent.bgp.birdconf import Peering
+from ironlb.agent.bgp.settings import BGPSettings
+from ironlb.agent.bgp.shell import BGPShell, wanted_routes
+from ironlb.agent.bgp.speaker import Speaker, SpeakerError
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -179,10 +179,10 @@ def test_bird_dies_with_the_agent_and_the_next_agent_cleans_up(run_dir: Path) ->
     """SIGKILL the process holding a Speaker: BIRD must not outlive it (parent-death signal)."""
     script = textwrap.dedent(f"""
         import asyncio, pathlib
-        from agent.bgp.speaker import Speaker
-        from agent.bgp.settings import BGPSettings
-        from agent.bgp import birdconf
-        from agent.announcements import BGPSession
+        from ironlb.agent.bgp.speaker import Speaker
+        from ironlb.agent.bgp.settings import BGPSettings
+        from ironlb.agent.bgp import birdconf
+        from ironlb.agent.announcements import BGPSession
         async def main():
             port = {settings(run_dir).listen_port}
             s = BGPSettings(run_dir=pathlib.Path({str(run_dir)!r}), listen_port=port)

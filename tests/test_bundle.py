@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from components.manifest_check import check_all
-from components.offline import SECRET_SIG
-from components.stackconfig import REDACTED
-from components.stacksecrets import StackSecrets, open_stack_file
+from ironlb.components.manifest_check import check_all
+from ironlb.components.offline import SECRET_SIG
+from ironlb.components.stackconfig import REDACTED
+from ironlb.components.stacksecrets import StackSecrets, open_stack_file
 from ironlb.errors import ConfigError, IronLBError
 from ironlb_cli.bundle import Bundle, build, placeholders, secrets_outside_secrets
 from ironlb_cli.main import main

@@ -9,7 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components import (
+from ironlb import model
+from ironlb.components import (
     BgpAdvertisement,
     BgpPeer,
     Community,
@@ -20,9 +21,8 @@ from components import (
     NodeAgent,
     Tenant,
 )
-from components.args import to_args, to_spec
-from components.offline import SECRET_SIG, Evaluation, Recorded, manifests, run_mocked
-from ironlb import model
+from ironlb.components.args import to_args, to_spec
+from ironlb.components.offline import SECRET_SIG, Evaluation, Recorded, manifests, run_mocked
 from ironlb.config import load_objects, parse
 from ironlb.model import ANN_IPS, ANN_POOL, ANN_SHARING, LOAD_BALANCER_CLASS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pulumi.provider.experimental.analyzer import Analyzer
 
-from components import COMPONENTS
+from ironlb.components import COMPONENTS
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ MINIMAL = {
 
 @pytest.mark.parametrize("cls", COMPONENTS, ids=lambda c: c.__name__)
 def test_registered_type_token_is_ironlb_index_class_name(cls):
-    from components.offline import run_mocked
+    from ironlb.components.offline import run_mocked
 
     ev = run_mocked(lambda: cls("x", MINIMAL[cls.__name__]) and None)
     assert [r.typ for r in ev.resources if not r.custom] == [f"ironlb:index:{cls.__name__}"]

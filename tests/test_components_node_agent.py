@@ -9,8 +9,8 @@ import pulumi
 import pytest
 import yaml
 
-from components import InvalidConfigError, NodeAgent
-from components.offline import manifests, run_mocked
+from ironlb.components import InvalidConfigError, NodeAgent
+from ironlb.components.offline import manifests, run_mocked
 
 KEY = "k" * 40
 
@@ -229,8 +229,8 @@ def test_a_stack_with_service_monitor_renders_one_that_scrapes_every_pod_of_both
     ],
 )
 def test_the_pinned_schema_refuses_what_the_operator_would_not_take(change: Any, message: str) -> None:
-    from components import monitoring
-    from components.manifest_check import problems
+    from ironlb.components import monitoring
+    from ironlb.components.manifest_check import problems
 
     good = monitoring.service_monitor("ironlb-system", ("speaker", "controller"), {"release": "kps"})
     assert problems(good) == []

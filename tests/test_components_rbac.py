@@ -1,6 +1,6 @@
 """The rendered RBAC, per role, verb by verb: widening it must be a reviewed change here too.
 
-``components.rbac`` is the one table (every grant with its reason, per role);
+``ironlb.components.rbac`` is the one table (every grant with its reason, per role);
 tests/test_kube_roles.py runs both roles against the API server with exactly these rules and
 checks every call is granted and every grant used.  Here: what is rendered, and what is
 never granted.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from components import rbac
-from components.node_agent import NodeAgent
-from components.offline import manifests, run_mocked
+from ironlb.components import rbac
+from ironlb.components.node_agent import NodeAgent
+from ironlb.components.offline import manifests, run_mocked
 
 CONFIG = (
     "bfdprofiles",

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import Plan
-from agent.daemon import Daemon
-from agent.main import main, observe, parser, settings_from_args
-from agent.settings import Settings
-from agent.view import ClusterView, NodeInfo
+from ironlb.agent.announcements import Plan
+from ironlb.agent.daemon import Daemon
+from ironlb.agent.main import main, observe, parser, settings_from_args
+from ironlb.agent.settings import Settings
+from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.agentconfig import AgentConfig, DaemonOptions, MembershipOptions, SourceOptions
 from ironlb.config import parse
 from ironlb.errors import ConfigError
@@ -209,7 +209,7 @@ def test_invalid_configuration_exits_2_without_traceback(capsys: pytest.CaptureF
 
 def test_help_works() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.main", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ironlb.agent.main", "--help"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and "--membership-key" in proc.stdout
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.stackconfig import documents, spec_from_values
+from ironlb.components.stackconfig import documents, spec_from_values
 from ironlb.config import parse
 from ironlb.metallb import ANNOTATIONS, FIELDS, UNSUPPORTED, convert, duration_seconds, foreign_issues
 from ironlb_cli.import_metallb import check, stack_text

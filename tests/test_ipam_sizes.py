@@ -190,7 +190,7 @@ def test_metrics_report_huge_pools_as_floats() -> None:
     """Prometheus gauges are floats: exact below 2**53, rounded above (a /64 reads 1.8446744073709552e+19)."""
     from prometheus_client import generate_latest
 
-    from agent.metrics import ControllerMetrics
+    from ironlb.agent.metrics import ControllerMetrics
 
     alloc = ipam.Allocator(parse([pool("p", "fd00::/64", "fd48:1:2::/48")]))
     alloc.allocate(v6("d/s"))

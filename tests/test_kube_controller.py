@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from agent.kube.client import CRDS, NODE_STATES, SERVICES, ApiUnavailable, KubeClient
-from agent.kube.controller import Controller, ControllerSettings
-from agent.kube.informer import InformerSettings
-from agent.kube.writers import ANN_ANNOUNCEMENTS
+from ironlb.agent.kube.client import CRDS, NODE_STATES, SERVICES, ApiUnavailable, KubeClient
+from ironlb.agent.kube.controller import Controller, ControllerSettings
+from ironlb.agent.kube.informer import InformerSettings
+from ironlb.agent.kube.writers import ANN_ANNOUNCEMENTS
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, ANN_POOL
 from tests import apiserver_support
 from tests.kube_support import (
@@ -366,8 +366,8 @@ async def _published(admin: Any, node_name: str) -> str | None:
 
 
 def test_services_of_other_classes_are_left_alone() -> None:
-    from agent.viewbuild import SERVICES as KIND
-    from agent.viewbuild import ViewBuilder
+    from ironlb.agent.viewbuild import SERVICES as KIND
+    from ironlb.agent.viewbuild import ViewBuilder
 
     docs = [
         service("mine"),

@@ -19,8 +19,8 @@ from typing import Any
 import kmock as km
 import pytest
 
-from agent.kube.client import SERVICES, ApiUnavailable, KubeClient
-from agent.kube.informer import Informer, InformerSettings
+from ironlb.agent.kube.client import SERVICES, ApiUnavailable, KubeClient
+from ironlb.agent.kube.informer import Informer, InformerSettings
 from tests.kube_support import SVC, eventually, service
 from tests.kube_support import kmock_client as client_for
 from tests.kube_support import kmock_declare as declare_all

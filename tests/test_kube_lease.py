@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.kube.client import LEASES, ApiUnavailable
-from agent.kube.lease import LeaseElector, LeaseSettings
+from ironlb.agent.kube.client import LEASES, ApiUnavailable
+from ironlb.agent.kube.lease import LeaseElector, LeaseSettings
 from tests import apiserver_support
 from tests.kube_support import eventually, install, role_client, violations
 
@@ -152,9 +152,9 @@ async def test_a_crashed_leader_is_replaced_and_allocation_resumes_within_3_s(
     apiserver: Any, admin: Any, api: Any, tmp_path: Any
 ) -> None:
     """Issue 12: new allocations resume within 3 s of the leader's crash (default Lease timings)."""
-    from agent.kube.client import SERVICES
-    from agent.kube.informer import InformerSettings
-    from agent.kube.runtime import ControllerRuntime
+    from ironlb.agent.kube.client import SERVICES
+    from ironlb.agent.kube.informer import InformerSettings
+    from ironlb.agent.kube.runtime import ControllerRuntime
     from tests.kube_support import get, pool, service
 
     await admin.load([pool("lan", "10.0.0.10-10.0.0.20", allowUntenanted=True), service("before")])
@@ -190,7 +190,7 @@ async def test_a_crashed_leader_is_replaced_and_allocation_resumes_within_3_s(
 
 
 async def _allocated(admin: Any, name: str) -> str | None:
-    from agent.kube.client import SERVICES
+    from ironlb.agent.kube.client import SERVICES
     from tests.kube_support import annotation, get
 
     return annotation(await get(admin, SERVICES, name, "default"), "ironlb.io/allocated-ips")

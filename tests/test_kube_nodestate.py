@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
-from agent.kube.nodestate import peer_statuses, published_rows, speaker_status
+from ironlb.agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
+from ironlb.agent.kube.nodestate import peer_statuses, published_rows, speaker_status
 from ironlb.nodestate import NodeStateStatus
 
 PLAN = Plan(
@@ -169,8 +169,8 @@ def test_bgp_sessions_are_summed_per_peer() -> None:
 
 def test_a_node_going_not_ready_rewrites_only_the_services_it_announced() -> None:
     """The write storm (H7): reasons held a count of eligible nodes, so one node event changed every row."""
-    from agent import planner
-    from agent.view import ClusterView, NodeInfo
+    from ironlb.agent import planner
+    from ironlb.agent.view import ClusterView, NodeInfo
     from ironlb.config import parse
     from ironlb.service import AssignedIP, Assignment
 

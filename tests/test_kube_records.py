@@ -1,4 +1,4 @@
-"""``agent.kube.records.compare``: what the controller rewrites on a Service, and what it reports.
+"""``ironlb.agent.kube.records.compare``: what the controller rewrites on a Service, and what it reports.
 
 Pure table tests. The race they pin: a controller pass takes its view first and reads each
 Service from the cache later, so a status written in between is in the Service but in
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.kube.records import REJECTED, REWRITTEN, compare
-from agent.kube.writers import allocation_annotations
+from ironlb.agent.kube.records import REJECTED, REWRITTEN, compare
+from ironlb.agent.kube.writers import allocation_annotations
 from ironlb.ipam import Rejected
 from ironlb.service import AssignedIP, Assignment, ServiceRequest
 

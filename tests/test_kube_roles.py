@@ -9,7 +9,7 @@ allocation, release, a refused Service, tenant quota, an invalid advertisement a
 invalid Community, a NodeState with an announcement, a BGP session and a conflict.
 
 Asserted: the server saw no 403, no pruned or ignored field, no 409 and no 422; every call
-each role made is granted by ``components.rbac`` for that role, and every grant of the
+each role made is granted by ``ironlb.components.rbac`` for that role, and every grant of the
 table was used (or is listed below with the reason this scenario cannot use it).
 """
 
@@ -22,13 +22,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
-from agent.kube.client import CRDS, NODE_STATES, SERVICES, SPEAKER_KINDS, Call, KubeClient
-from agent.kube.informer import Caches, InformerSettings
-from agent.kube.runtime import ControllerRuntime
-from agent.sources.kube import KubeSource
-from components import rbac
+from ironlb.agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
+from ironlb.agent.kube.client import CRDS, NODE_STATES, SERVICES, SPEAKER_KINDS, Call, KubeClient
+from ironlb.agent.kube.informer import Caches, InformerSettings
+from ironlb.agent.kube.runtime import ControllerRuntime
+from ironlb.agent.sources.kube import KubeSource
 from ironlb.agentconfig import AgentConfig
+from ironlb.components import rbac
 from ironlb.model import ANN_POOL
 from tests import apiserver_support
 from tests.kube_support import (

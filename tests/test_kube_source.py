@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import L2Announcement, Ownership, Plan
-from agent.kube.client import NODE_STATES, SERVICES, SPEAKER_KINDS, KubeClient
-from agent.kube.informer import Caches, InformerSettings
-from agent.sources.kube import KubeSource
+from ironlb.agent.announcements import L2Announcement, Ownership, Plan
+from ironlb.agent.kube.client import NODE_STATES, SERVICES, SPEAKER_KINDS, KubeClient
+from ironlb.agent.kube.informer import Caches, InformerSettings
+from ironlb.agent.sources.kube import KubeSource
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL
 from tests import apiserver_support
 from tests.kube_support import (

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from agent.l2.conflicts import (
+from ironlb.agent.l2.conflicts import (
     DEFEND_INTERVAL,
     DEFENDING,
     REFUSED,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.l2 import packets as pk
+from ironlb.agent.l2 import packets as pk
 
 MAC = pk.mac_bytes("02:77:00:00:00:0b")
 CLIENT = pk.mac_bytes("02:77:00:00:00:64")

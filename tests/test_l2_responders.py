@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from agent.l2 import packets as pk
-from agent.l2.responders import ArpResponder, NdpResponder, _Responder
+from ironlb.agent.l2 import packets as pk
+from ironlb.agent.l2.responders import ArpResponder, NdpResponder, _Responder
 
 OWN = "02:77:00:00:00:0b"
 PEER = pk.mac_bytes("02:77:00:00:00:0c")

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from agent import netlink
-from agent.announcements import L2Announcement, Ownership, Plan
-from agent.l2 import packets as pk
-from agent.l2 import shell as shell_mod
-from agent.l2.responders import ArpResponder, NdpResponder
-from agent.settings import L2Settings
+from ironlb.agent import netlink
+from ironlb.agent.announcements import L2Announcement, Ownership, Plan
+from ironlb.agent.l2 import packets as pk
+from ironlb.agent.l2 import shell as shell_mod
+from ironlb.agent.l2.responders import ArpResponder, NdpResponder
+from ironlb.agent.settings import L2Settings
 
 NODE_MAC = "02:77:00:00:00:0b"
 FOREIGN = pk.mac_bytes("02:77:00:00:00:64")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.membership.core import ALIVE, DEAD, LEFT, SUSPECT, UNKNOWN, Table, TokenBucket
-from agent.membership.settings import MembershipSettings
-from agent.membership.wire import HEARTBEAT, LEAVE, MAX_ENTRIES, Message, peer_id
+from ironlb.agent.membership.core import ALIVE, DEAD, LEFT, SUSPECT, UNKNOWN, Table, TokenBucket
+from ironlb.agent.membership.settings import MembershipSettings
+from ironlb.agent.membership.wire import HEARTBEAT, LEAVE, MAX_ENTRIES, Message, peer_id
 from ironlb.errors import ConfigError
 from tests.membership_support import S, Sim
 

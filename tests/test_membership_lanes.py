@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.membership.core import SUSPECT, Table
-from agent.membership.settings import MembershipSettings
-from agent.membership.wire import OBITUARY, Keyring, decode, encode, peer_id
+from ironlb.agent.membership.core import SUSPECT, Table
+from ironlb.agent.membership.settings import MembershipSettings
+from ironlb.agent.membership.wire import OBITUARY, Keyring, decode, encode, peer_id
 from tests.membership_support import KEY, S, Sim
 
 FAST = S.interval

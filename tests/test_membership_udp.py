@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.membership import Keyring, Membership, MembershipSettings
-from agent.membership.wire import HEARTBEAT, Message, encode
+from ironlb.agent.membership import Keyring, Membership, MembershipSettings
+from ironlb.agent.membership.wire import HEARTBEAT, Message, encode
 
 KEY = b"k" * 32
 NEW = b"n" * 32

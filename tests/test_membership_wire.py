@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.membership.settings import load_key, load_keys, parse_address
-from agent.membership.wire import (
+from ironlb.agent.membership.settings import load_key, load_keys, parse_address
+from ironlb.agent.membership.wire import (
     HEARTBEAT,
     LEAVE,
     MAX_DATAGRAM,

@@ -16,12 +16,12 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
-from agent.membership import Membership, MembershipSettings
-from agent.membership.wire import Keyring
-from agent.metrics import ControllerMetrics, Metrics, SpeakerMetrics, Timing
-from agent.observability import StatusBoard
 from ironlb import __version__
+from ironlb.agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
+from ironlb.agent.membership import Membership, MembershipSettings
+from ironlb.agent.membership.wire import Keyring
+from ironlb.agent.metrics import ControllerMetrics, Metrics, SpeakerMetrics, Timing
+from ironlb.agent.observability import StatusBoard
 from ironlb.ipam.allocator import PoolUsage
 from tests.test_observability import FakeShell
 

@@ -32,10 +32,10 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
 
-from agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
-from agent.metric_catalog import BY_NAME, CATALOG, CONTROLLER, LABELS, SPEAKER, for_role
-from agent.metrics import ControllerMetrics, Timing
-from agent.observability import StatusBoard
+from ironlb.agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
+from ironlb.agent.metric_catalog import BY_NAME, CATALOG, CONTROLLER, LABELS, SPEAKER, for_role
+from ironlb.agent.metrics import ControllerMetrics, Timing
+from ironlb.agent.observability import StatusBoard
 from ironlb.ipam import Rejected
 from ironlb.ipam.allocator import PoolUsage
 from tests.test_observability import FakeShell

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from agent.metric_catalog import BY_NAME, CATALOG, markdown
+from ironlb.agent.metric_catalog import BY_NAME, CATALOG, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "metrics.md"

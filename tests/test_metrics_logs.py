@@ -34,7 +34,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.metric_catalog import CONTROLLER, SPEAKER
+from ironlb.agent.metric_catalog import CONTROLLER, SPEAKER
 from lab.cluster.deploy import Cluster, deployed
 from tests.test_metrics_conventions import lint
 

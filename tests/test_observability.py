@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from agent.announcements import L2Announcement, Ownership, Plan
-from agent.endpoints import HEALTH_PATHS, listeners, serve
-from agent.logs import JsonFormatter
-from agent.metrics import Metrics
-from agent.observability import StatusBoard
+from ironlb.agent.announcements import L2Announcement, Ownership, Plan
+from ironlb.agent.endpoints import HEALTH_PATHS, listeners, serve
+from ironlb.agent.logs import JsonFormatter
+from ironlb.agent.metrics import Metrics
+from ironlb.agent.observability import StatusBoard
 from ironlb.agentconfig import AgentConfig, StatusListener
 from ironlb.ipam import Rejected
 
@@ -100,7 +100,7 @@ def test_rejected_addresses_are_gauged_counted_once_logged_and_listed_in_status(
     board = StatusBoard("n1")
     no_pool = Rejected("10.77.0.99", "NoPool", "is in no IPPool")
     foreign = Rejected("10.78.0.16", "OtherTenant", 'is in IPPool "blue", which this Service may not use')
-    with caplog.at_level(logging.WARNING, logger="agent.observability"):
+    with caplog.at_level(logging.WARNING, logger="ironlb.agent.observability"):
         board.record_rejected({"red/evil": (no_pool, foreign)})
         board.record_rejected({"red/evil": (no_pool, foreign)})  # the next view: nothing new
     m = board.metrics
@@ -165,11 +165,11 @@ def test_http_endpoints_answer_health_readiness_metrics_and_status() -> None:
 
 @pytest.mark.parametrize("extra", [{}, {"service": "default/web"}], ids=["plain line", "with extra fields"])
 def test_json_log_lines_parse_and_keep_extras(extra: dict[str, str]) -> None:
-    record = logging.LogRecord("agent.x", logging.WARNING, __file__, 1, "hello %s", ("world",), None)
+    record = logging.LogRecord("ironlb.agent.x", logging.WARNING, __file__, 1, "hello %s", ("world",), None)
     for k, v in extra.items():
         setattr(record, k, v)
     doc = json.loads(JsonFormatter().format(record))
-    assert (doc["level"], doc["logger"], doc["msg"]) == ("warning", "agent.x", "hello world")
+    assert (doc["level"], doc["logger"], doc["msg"]) == ("warning", "ironlb.agent.x", "hello world")
     assert all(doc[k] == v for k, v in extra.items())
 
 
@@ -276,7 +276,7 @@ def restore_logging() -> Any:
     import threading
     import warnings
 
-    from agent import logs
+    from ironlb.agent import logs
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, threading.excepthook, sys.excepthook, logs._configured)
@@ -300,10 +300,10 @@ def test_in_json_mode_a_traceback_a_warning_and_a_thread_crash_are_one_json_line
     import threading
     import warnings
 
-    from agent.logs import setup_logging
+    from ironlb.agent.logs import setup_logging
 
     setup_logging("info", "json")
-    log = logging.getLogger("agent.test")
+    log = logging.getLogger("ironlb.agent.test")
     try:
         raise ValueError("boom\nsecond line")
     except ValueError:
@@ -326,17 +326,17 @@ def test_in_json_mode_a_traceback_a_warning_and_a_thread_crash_are_one_json_line
 def test_in_text_mode_lines_are_for_people_and_debug_shows_api_requests(
     capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
-    from agent.logs import setup_logging
+    from ironlb.agent.logs import setup_logging
 
     setup_logging("debug", "text")
-    logging.getLogger("agent.daemon").info("live agents: %s", "n1, n2")
+    logging.getLogger("ironlb.agent.daemon").info("live agents: %s", "n1, n2")
     logging.getLogger("httpx2").info("HTTP Request: GET https://api/")
     logging.getLogger("httpcore2.connection").debug("connect_tcp.started (transport trace)")
     logging.getLogger("pyroute2.netlink.core").debug("SOCK_DGRAM enqueue 2972 bytes")
     lines = _lines(capsys)
     assert len(lines) == 2, lines
     assert re.match(
-        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO agent.daemon: live agents: n1, n2$", lines[0]
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO ironlb.agent.daemon: live agents: n1, n2$", lines[0]
     )
     assert lines[1].endswith("INFO httpx2: HTTP Request: GET https://api/")
 
@@ -344,7 +344,7 @@ def test_in_text_mode_lines_are_for_people_and_debug_shows_api_requests(
 def test_a_fatal_error_is_plain_before_the_settings_are_read_and_a_log_record_after(
     capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
-    from agent import logs
+    from ironlb.agent import logs
 
     logs._configured = False
     logs.fatal("ironlb-agent", "invalid configuration:\n  metrics.port ...")

@@ -50,7 +50,9 @@ from tests.image_support import (
 )
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-SHIPPED = ("ironlb", "agent", "ironlb_cli", "components", "policy")
+#: the top-level packages of the wheel (decision 0074), and the folders they are built from
+SHIPPED = ("ironlb", "ironlb_cli")
+SOURCES = ("ironlb", "agent", "components", "ironlb_cli")
 REPO_ONLY = ("lab", "bench", "tests")
 #: installed size of the agent's Python closure (requirements/agent.txt, bytecode included):
 #: 37.6 MB measured in 2026-12; the Pulumi-only packages it no longer carries were 145 MB
@@ -145,7 +147,7 @@ def _imports(path: Path) -> Iterator[tuple[str, bool]]:
 
 def test_nothing_shipped_imports_the_repository_only_packages() -> None:
     found = []
-    for package in SHIPPED:
+    for package in SOURCES:
         for path in _python_files(package):
             for module, at_top in _imports(path):
                 if module in REPO_ONLY:
@@ -184,8 +186,13 @@ def full_wheel(work: Path) -> Path:
     src, dist = work / "repo", work / "full-dist"
     src.mkdir()
     shutil.copy2(ROOT / "pyproject.toml", src / "pyproject.toml")
-    for package in (*SHIPPED, "lab", "bench"):
-        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for package in (*SOURCES, "policy", "lab", "bench"):
+        shutil.copytree(
+            ROOT / package,
+            src / package,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(src)],
         capture_output=True,
@@ -203,7 +210,9 @@ def test_the_wheel_ships_ironlbs_packages_and_nothing_repository_only(full_wheel
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         entry_points = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert tops == set(SHIPPED), tops
+    assert tops == set(SHIPPED), tops  # no agent, components, policy or lab beside a user's own
+    for package in ("ironlb/agent/", "ironlb/components/"):
+        assert any(n.startswith(package) for n in names), package
     for script in ("ironlb", "ironlb-agent", "ironlb-controller"):
         assert re.search(rf"^{script} = ", entry_points, flags=re.M), script
     requires = re.findall(r"^Requires-Dist: (.+)$", meta, flags=re.M)
@@ -268,7 +277,7 @@ def test_every_agent_schema_and_cli_module_imports_in_the_image(image: ImagePyth
     code = """
 import importlib, json, pkgutil
 failed = {}
-for package in ("ironlb", "agent", "ironlb_cli"):
+for package in ("ironlb", "ironlb_cli"):
     root = importlib.import_module(package)
     for info in pkgutil.walk_packages(root.__path__, package + "."):
         if info.name.endswith(".__main__"):
@@ -325,7 +334,7 @@ def test_render_without_the_pulumi_side_says_what_to_install(image: ImagePython,
     argv = ["ironlb", "render", "--stack", "dev", "--out", str(tmp_path / "out")]
     line = _one_line_error(run_script(image.venv, argv))
     assert line == (
-        "error: `ironlb render` needs IronLB's Pulumi side (module 'components' is not installed): "
+        "error: `ironlb render` needs IronLB's Pulumi side (module 'ironlb.components' is not installed): "
         "pip install 'ironlb[pulumi]'"
     )
 
@@ -377,3 +386,26 @@ def test_the_agent_closure_is_small(image: ImagePython) -> None:
     )
     assert image.lock_bytes < CLOSURE_CEILING_MB * 1e6, f"{image.lock_bytes / 1e6:.1f} MB"
     assert total - image.lock_bytes < 5e6, "IronLB's own wheel, installed"
+
+
+def test_a_users_program_with_its_own_components_folder_uses_ironlb_without_a_clash(tmp_path: Path) -> None:
+    """The Pulumi boilerplate's layout: the user's program has its own ``components/``."""
+    (tmp_path / "components").mkdir()
+    (tmp_path / "components" / "__init__.py").write_text("WHOSE = 'the user'\n")
+    (tmp_path / "__main__.py").write_text(
+        "import components\n"
+        "from ironlb.components import IpPool, LoadBalancerService, NodeAgent\n"
+        "print(components.WHOSE, IpPool.__module__, NodeAgent.__name__, LoadBalancerService.__name__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [
+        "the",
+        "user",
+        "ironlb.components.resources",
+        "NodeAgent",
+        "LoadBalancerService",
+    ]

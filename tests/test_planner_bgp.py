@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import BGPRoute
-from agent.planner import plan
-from agent.planner.bgp import plan_bgp, plan_sessions
-from agent.view import ClusterView, NodeInfo
 from ironlb import addresses
+from ironlb.agent.announcements import BGPRoute
+from ironlb.agent.planner import plan
+from ironlb.agent.planner.bgp import plan_bgp, plan_sessions
+from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.config import Config, PoolInfo
 from ironlb.model import BGPAdvertisement, BGPPeer, IPPool, L2Advertisement
 from ironlb.service import AssignedIP, Assignment

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from agent.announcements import Plan
-from agent.planner import Planner, plan
-from agent.view import ClusterView, NodeInfo
 from ironlb import addresses
+from ironlb.agent.announcements import Plan
+from ironlb.agent.planner import Planner, plan
+from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.config import Config, PoolInfo
 from ironlb.model import EXCLUDE_LABEL, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement
 from ironlb.service import AssignedIP, Assignment

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.planner import plan
-from agent.planner.l2 import plan_l2, rank
-from agent.planner.ranking import Ranking
-from agent.view import ClusterView, NodeInfo
+from ironlb.agent.planner import plan
+from ironlb.agent.planner.l2 import plan_l2, rank
+from ironlb.agent.planner.ranking import Ranking
+from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.config import parse
 from ironlb.model import EXCLUDE_LABEL
 from ironlb.service import AssignedIP, Assignment

@@ -16,7 +16,7 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 
-from components.offline import SECRET_SIG, Evaluation, evaluate, evaluate_stack, load_stack
+from ironlb.components.offline import SECRET_SIG, Evaluation, evaluate, evaluate_stack, load_stack
 from ironlb.model import ANN_IPS
 from policy import policies
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.base import InvalidConfigError
-from components.offline import evaluate, evaluate_stack, load_stack, manifests, run_mocked
-from components.stackconfig import read_stack_file
+from ironlb.components.base import InvalidConfigError
+from ironlb.components.offline import evaluate, evaluate_stack, load_stack, manifests, run_mocked
+from ironlb.components.stackconfig import read_stack_file
 from ironlb.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

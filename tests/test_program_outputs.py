@@ -1,6 +1,6 @@
 """Component inputs that are Pulumi Outputs: a StackReference, an IPAM result, a secret.
 
-Under Pulumi's mocks (``components.offline.run_mocked``): a pool's addresses come from a
+Under Pulumi's mocks (``ironlb.components.offline.run_mocked``): a pool's addresses come from a
 StackReference output; invalid values that arrive as Outputs fail with the same message
 as the same values given plainly, and the failure fails the registration (the custom
 resource never reaches the engine), at apply; an unknown value at preview is not an error.
@@ -16,7 +16,7 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from components import (
+from ironlb.components import (
     BgpAdvertisement,
     BgpPeer,
     Community,
@@ -26,7 +26,7 @@ from components import (
     LoadBalancerService,
     Tenant,
 )
-from components.offline import SECRET_SIG, Evaluation, manifests, run_mocked
+from ironlb.components.offline import SECRET_SIG, Evaluation, manifests, run_mocked
 
 IPAM = "acme/ipam/prod"
 

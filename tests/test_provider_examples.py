@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.provider import schema
+from ironlb.components.provider import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -250,7 +250,7 @@ def test_schema_matches_the_snapshot(provider):
 
 def test_schema_has_every_component_and_no_enum_or_union(provider):
     schema = json.loads(provider.GetSchema(provider_pb2.GetSchemaRequest(version=0), timeout=60).schema)
-    from components import COMPONENTS
+    from ironlb.components import COMPONENTS
 
     assert sorted(schema["resources"]) == sorted(f"ironlb:index:{c.__name__}" for c in COMPONENTS)
     assert all(r["isComponent"] for r in schema["resources"].values())

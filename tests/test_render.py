@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.manifest_check import check_all, problems, problems_via_library
-from components.offline import REDACTED, evaluate, evaluate_stack, load_stack, manifests
-from components.stackconfig import read_stack_file
+from ironlb.components.manifest_check import check_all, problems, problems_via_library
+from ironlb.components.offline import REDACTED, evaluate, evaluate_stack, load_stack, manifests
+from ironlb.components.stackconfig import read_stack_file
 from ironlb.config import parse
 from ironlb_cli.main import main
 from ironlb_cli.render import render

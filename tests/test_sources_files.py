@@ -1,6 +1,6 @@
 """Standalone source: a manifest directory becomes a ClusterView, and changes are noticed.
 
-Reading Services, Nodes and slices is :mod:`agent.viewbuild` (tests/test_sources_viewbuild.py);
+Reading Services, Nodes and slices is :mod:`ironlb.agent.viewbuild` (tests/test_sources_viewbuild.py);
 here: the directory, allocation, recorded status re-checked, annotations never read.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.sources.files import FileSource, build_view
-from agent.viewbuild import endpoint_nodes, node_info
+from ironlb.agent.sources.files import FileSource, build_view
+from ironlb.agent.viewbuild import endpoint_nodes, node_info
 from ironlb.errors import ConfigError
 
 POOL = {

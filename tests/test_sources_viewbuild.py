@@ -16,12 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.kube.client import SPEAKER_KINDS
-from agent.kube.informer import Caches
-from agent.kube.viewfeed import CacheFeed
-from agent.sources.files import build_view
-from agent.view import ClusterView
-from agent.viewbuild import (
+from ironlb import ipam
+from ironlb.agent.kube.client import SPEAKER_KINDS
+from ironlb.agent.kube.informer import Caches
+from ironlb.agent.kube.viewfeed import CacheFeed
+from ironlb.agent.sources.files import build_view
+from ironlb.agent.view import ClusterView
+from ironlb.agent.viewbuild import (
     NODES,
     SERVICES,
     SLICES,
@@ -31,7 +32,6 @@ from agent.viewbuild import (
     recorded_ips,
     slice_nodes,
 )
-from ironlb import ipam
 from ironlb.config import parse
 from ironlb.service import request_from_manifest
 

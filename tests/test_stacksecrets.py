@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from components.offline import evaluate_stack, load_stack, manifests
-from components.stackconfig import REDACTED
-from components.stacksecrets import StackSecrets, open_stack_file, passphrase_from_env
+from ironlb.components.offline import evaluate_stack, load_stack, manifests
+from ironlb.components.stackconfig import REDACTED
+from ironlb.components.stacksecrets import StackSecrets, open_stack_file, passphrase_from_env
 from ironlb.errors import ConfigError
 
 STACKS = Path(__file__).resolve().parents[1] / "stacks"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from agent.endpoints import serve
-from agent.kube.client import SERVICES
-from agent.kube.writers import ANN_ANNOUNCEMENTS
-from agent.observability import StatusBoard
+from ironlb.agent.endpoints import serve
+from ironlb.agent.kube.client import SERVICES
+from ironlb.agent.kube.writers import ANN_ANNOUNCEMENTS
+from ironlb.agent.observability import StatusBoard
 from ironlb.model import ANN_ALLOCATED_IPS
 from ironlb_cli import main as cli
 from ironlb_cli.status import render, rows_from_agent, rows_from_services

@@ -1,7 +1,7 @@
 """Issue 10's forged state against the real roles on the lab API server (RBAC enforced).
 
 Three speakers (the shipped pipeline: ``KubeSource`` -> ``Daemon`` with its incremental
-planner -> shells, wired by ``agent.main.observe``; the shells here record every plan they
+planner -> shells, wired by ``ironlb.agent.main.observe``; the shells here record every plan they
 are given instead of opening raw sockets) and the IPAM controller, each with the rendered
 RBAC of its role; a tenant with the Role recommended in docs/decisions/0062-trust-boundary.md
 (Services in its namespace, not their status), or misconfigured with ``services/status``.
@@ -23,16 +23,16 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import Plan
-from agent.daemon import Daemon
-from agent.kube.client import SERVICES, SPEAKER_KINDS, KubeClient, KubeError
-from agent.kube.controller import Controller, ControllerSettings
-from agent.kube.informer import Caches, InformerSettings
-from agent.kube.writers import COND_TRUSTED
-from agent.main import observe
-from agent.observability import StatusBoard
-from agent.settings import Settings
-from agent.sources.kube import KubeSource
+from ironlb.agent.announcements import Plan
+from ironlb.agent.daemon import Daemon
+from ironlb.agent.kube.client import SERVICES, SPEAKER_KINDS, KubeClient, KubeError
+from ironlb.agent.kube.controller import Controller, ControllerSettings
+from ironlb.agent.kube.informer import Caches, InformerSettings
+from ironlb.agent.kube.writers import COND_TRUSTED
+from ironlb.agent.main import observe
+from ironlb.agent.observability import StatusBoard
+from ironlb.agent.settings import Settings
+from ironlb.agent.sources.kube import KubeSource
 from ironlb.agentconfig import AgentConfig, MembershipOptions, SourceOptions
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, ANN_POOL
 from tests import apiserver_support
@@ -100,7 +100,7 @@ class RecordingShell:
 
 
 class Speakers:
-    """Three speaker pipelines (source, daemon, board, recording shell), as ``agent.main.run`` wires them."""
+    """Three speaker pipelines (source, daemon, board, recording shell), wired as in ``agent/main.py``."""
 
     def __init__(self, client: KubeClient) -> None:
         self.shells: dict[str, RecordingShell] = {}

@@ -4,7 +4,7 @@ Each case is a cluster (two tenants, a shared pool, three nodes, a router) plus 
 a hostile tenant wrote: forged controller annotations (addresses in no pool, another
 tenant's, the router's; forged pool names), a forged status (a tenant wrongly granted
 ``services/status``), forged claims on addresses other Services hold.  The view is built by
-:mod:`agent.viewbuild`, as both sources and the controller build it, and planned for every
+:mod:`ironlb.agent.viewbuild`, as both sources and the controller build it, and planned for every
 node by the reference planner: the forged addresses are in no node's plan, legitimate
 Services keep theirs, and every node computes the same view whatever order the objects
 arrived in.  The same attacks against the real roles on the API stand-in are in
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from agent import planner
-from agent.view import ClusterView
-from agent.viewbuild import NODES, SERVICES, ViewBuilder
+from ironlb.agent import planner
+from ironlb.agent.view import ClusterView
+from ironlb.agent.viewbuild import NODES, SERVICES, ViewBuilder
 from ironlb.config import parse
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, ANN_POOL
 

@@ -2,7 +2,7 @@
 
 Every file of ``tests/data/invalid`` starts with ``# expect: <fragment>``: ``ironlb validate``
 must exit 1 printing that fragment and no traceback, and the Pulumi program's parse
-(``components.program.checked``, what ``pulumi preview`` runs before registering anything)
+(``ironlb.components.program.checked``, what ``pulumi preview`` runs before registering anything)
 must raise its clean InvalidConfigError carrying the same fragment.  Valid files pass both.
 """
 
@@ -46,8 +46,8 @@ def test_an_invalid_file_fails_with_its_expected_message(
 
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
 def test_an_invalid_file_fails_the_components_preview_with_the_same_message(path: Path) -> None:
-    from components.base import InvalidConfigError
-    from components.program import checked
+    from ironlb.components.base import InvalidConfigError
+    from ironlb.components.program import checked
 
     docs, problems = load_documents([str(path)])
     if problems:  # YAML that does not load: the stack file's own loader reports it, not parse
@@ -61,7 +61,7 @@ def test_an_invalid_file_fails_the_components_preview_with_the_same_message(path
 
 @pytest.mark.parametrize("path", VALID, ids=[p.stem for p in VALID])
 def test_a_valid_file_passes_the_components_preview(path: Path) -> None:
-    from components.program import checked
+    from ironlb.components.program import checked
 
     docs, problems = load_documents([str(path)])
     assert not problems

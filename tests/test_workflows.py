@@ -26,7 +26,7 @@ import jsonschema
 import pytest
 import yaml
 
-from components.offline import evaluate_stack, load_stack, manifests
+from ironlb.components.offline import evaluate_stack, load_stack, manifests
 from policy import policies
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent.announcements import BGPSession
+from ironlb.agent.announcements import BGPSession
 
 #: Seconds BIRD started with ``-R`` waits for every graceful-restart session's End-of-RIB
 #: before exporting anyway (we import nothing, so there is nothing to converge on).

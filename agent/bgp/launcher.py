@@ -11,7 +11,7 @@ Cease -- which withdraws even graceful-restart sessions.  A killed BIRD only has
 connections closed by the kernel: routers drop the paths of sessions without graceful
 restart at once, and keep those with graceful restart for the restart time, which is what
 an agent crash should look like.  An orderly stop goes through the control socket instead
-(``graceful restart`` / ``down``), see :mod:`agent.bgp.speaker`.
+(``graceful restart`` / ``down``), see :mod:`ironlb.agent.bgp.speaker`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """BGP speaker settings, one docstring per field; defaults pinned by tests/test_bgp_speaker.py.
 
-``agent.settings.Settings.bgp`` builds this from the agent's settings file
+``ironlb.agent.settings.Settings.bgp`` builds this from the agent's settings file
 (``runDir``, ``secretsDir``, ``bgp.startTimeout``, ``bgp.stopTimeout``); the other fields
 keep their defaults unless a caller (a benchmark, a test) sets them.
 """

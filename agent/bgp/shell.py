@@ -1,9 +1,9 @@
-"""The BGP shell: turns each new :class:`~agent.announcements.Plan` into BIRD's configuration.
+"""The BGP shell: turns each new :class:`~ironlb.agent.announcements.Plan` into BIRD's configuration.
 
 ``apply(plan)`` builds, for every session the plan keeps, its routes (prefix ->
 communities, local preference; the next hop is the session's address of the family) and
 its MD5 password (read from ``<secrets_dir>/<secret>/<key>``, never logged), renders the
-whole BIRD configuration (:mod:`agent.bgp.birdconf`) and hands it to the speaker only if
+whole BIRD configuration (:mod:`ironlb.agent.bgp.birdconf`) and hands it to the speaker only if
 it changed:
 
 - the first session starts BIRD; no session left stops it (every session sends a Cease);
@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.announcements import BGPRoute, BGPSession, Plan
-from agent.bgp import birdconf
-from agent.bgp.birdconf import Peering, RouteLike
-from agent.bgp.settings import BGPSettings
-from agent.bgp.speaker import Speaker, SpeakerError
+from ironlb.agent.announcements import BGPRoute, BGPSession, Plan
+from ironlb.agent.bgp import birdconf
+from ironlb.agent.bgp.birdconf import Peering, RouteLike
+from ironlb.agent.bgp.settings import BGPSettings
+from ironlb.agent.bgp.speaker import Speaker, SpeakerError
 
 log = logging.getLogger(__name__)
 

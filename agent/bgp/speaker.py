@@ -22,7 +22,7 @@ it -- the configuration file with the MD5 passwords (0600, deleted once parsed).
   signals the process group it started.
 
 If the agent dies, the launcher's parent-death signal kills BIRD (see
-:mod:`agent.bgp.launcher`).  See docs/decisions/0041-bird-speaker.md.
+:mod:`ironlb.agent.bgp.launcher`).  See docs/decisions/0041-bird-speaker.md.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.bgp import birdctl
-from agent.bgp.settings import BGPSettings
+from ironlb.agent.bgp import birdctl
+from ironlb.agent.bgp.settings import BGPSettings
 from ironlb.errors import IronLBError
 
 log = logging.getLogger(__name__)

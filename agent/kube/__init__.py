@@ -5,7 +5,7 @@
   counted (``KubeClient.calls``).
 - ``informer``   -- list-then-watch caches with relist+diff on 410 or a broken stream.
 - ``lease``      -- coordination.k8s.io Lease election (get/create/replace, resourceVersion CAS).
-- ``viewfeed``   -- informer events -> the shared view builder (:mod:`agent.viewbuild`) and
+- ``viewfeed``   -- informer events -> the shared view builder (:mod:`ironlb.agent.viewbuild`) and
   the parsed Config (last good version of each custom resource); used by both roles.
 - ``controller`` -- the IPAM controller: rebuild, allocate, write status/annotations/events.
 - ``records``    -- a Service's record against the controller's answer: what to rewrite, what
@@ -16,5 +16,5 @@
 - ``runtime``    -- ``ironlb-controller``: informers, Lease election and controller terms.
 
 The speaker's side (informers -> ClusterViews, the NodeState reporter) is
-:mod:`agent.sources.kube`.
+:mod:`ironlb.agent.sources.kube`.
 """

@@ -8,7 +8,7 @@ addresses are reconciled before new ones, each group in key order -- the same or
 
 **What the controller trusts** (docs/decisions/0062-trust-boundary.md): its own allocator
 while it leads, and at a rebuild only ``status.loadBalancer.ingress`` as the speakers read it
-(:mod:`agent.viewbuild`: every address re-checked with the TrustCheck, older Service first
+(:mod:`ironlb.agent.viewbuild`: every address re-checked with the TrustCheck, older Service first
 where two record one address), so a rebuild takes exactly what the speakers announce and a
 forged claim can never displace another Service.  The annotations ``ironlb.io/allocated-ips``
 and ``ip-allocated-from-pool`` are output only, never read.
@@ -16,7 +16,7 @@ and ``ip-allocated-from-pool`` are output only, never read.
 Each reconcile pass (triggered by any cache change, coalesced):
 
 1. custom resources -> Config, keeping the last good version of invalid objects
-   (:class:`~agent.kube.viewfeed.ConfigTracker`); invalid ones get ``Valid=False`` and a
+   (:class:`~ironlb.agent.kube.viewfeed.ConfigTracker`); invalid ones get ``Valid=False`` and a
    Warning Event;
 2. services gone, no longer LoadBalancer or no longer ours -> release (and clear what we
    wrote, when the object still exists);
@@ -49,12 +49,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.kube.client import CRDS, SERVICES, KubeError
-from agent.kube.informer import Caches
-from agent.kube.nodestate import peer_statuses, published_rows
-from agent.kube.records import compare, describe
-from agent.kube.viewfeed import CacheFeed, ConfigTracker
-from agent.kube.writers import (
+from ironlb.agent.kube.client import CRDS, SERVICES, KubeError
+from ironlb.agent.kube.informer import Caches
+from ironlb.agent.kube.nodestate import peer_statuses, published_rows
+from ironlb.agent.kube.records import compare, describe
+from ironlb.agent.kube.viewfeed import CacheFeed, ConfigTracker
+from ironlb.agent.kube.writers import (
     ANN_ANNOUNCEMENTS,
     COND_ALLOCATED,
     COND_ANNOUNCED,
@@ -64,8 +64,8 @@ from agent.kube.writers import (
     condition,
     same_conditions,
 )
-from agent.metrics import ControllerMetrics
-from agent.view import ClusterView
+from ironlb.agent.metrics import ControllerMetrics
+from ironlb.agent.view import ClusterView
 from ironlb.config import Config
 from ironlb.errors import AllocationError
 from ironlb.ipam import Allocator

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.kube.client import ApiUnavailable, Gone, Kind, KubeClient, KubeError
+from ironlb.agent.kube.client import ApiUnavailable, Gone, Kind, KubeClient, KubeError
 
 log = logging.getLogger(__name__)
 

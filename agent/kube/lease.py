@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.kube.client import LEASES, Conflict, KubeClient, KubeError, NotFound
+from ironlb.agent.kube.client import LEASES, Conflict, KubeClient, KubeError, NotFound
 from ironlb.agentconfig import AgentConfig, LeaseOptions
 
 _DEFAULT = LeaseOptions()  # the defaults live in the settings model (one place)

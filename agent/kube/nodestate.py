@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.announcements import Plan
-from agent.kube.client import NODE_STATES, SERVICES, Conflict, KubeClient, KubeError, NotFound
-from agent.kube.informer import Caches
-from agent.kube.writers import Writer
+from ironlb.agent.announcements import Plan
+from ironlb.agent.kube.client import NODE_STATES, SERVICES, Conflict, KubeClient, KubeError, NotFound
+from ironlb.agent.kube.informer import Caches
+from ironlb.agent.kube.writers import Writer
 
 log = logging.getLogger(__name__)
 

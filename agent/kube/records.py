@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.kube.writers import allocation_annotations
-from agent.viewbuild import recorded_ips
+from ironlb.agent.kube.writers import allocation_annotations
+from ironlb.agent.viewbuild import recorded_ips
 from ironlb.ipam import Rejected
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL
 from ironlb.service import Assignment

@@ -2,8 +2,8 @@
 
 Every replica runs the informers all the time (Services, Nodes, Namespaces, NodeStates and
 IronLB's configuration), so a standby's caches are warm.  A
-:class:`~agent.kube.lease.LeaseElector` campaigns; while it leads, a fresh
-:class:`~agent.kube.controller.Controller` runs (rebuild first, then allocate).  Losing the
+:class:`~ironlb.agent.kube.lease.LeaseElector` campaigns; while it leads, a fresh
+:class:`~ironlb.agent.kube.controller.Controller` runs (rebuild first, then allocate).  Losing the
 Lease cancels it at once; a new term starts with a new rebuild, so no state from an old
 term can leak into decisions.  With the default Lease (2 s, renew deadline 1.5 s, retry
 0.5 s; docs/decisions/0061-controller-and-speaker.md) a standby takes over within about
@@ -21,12 +21,12 @@ import contextlib
 import logging
 from typing import Any
 
-from agent.kube.client import CONTROLLER_KINDS, KubeClient
-from agent.kube.controller import Controller, ControllerSettings
-from agent.kube.informer import Caches, InformerSettings
-from agent.kube.lease import LeaseElector, LeaseSettings
-from agent.kube.writers import Writer
-from agent.metrics import ControllerMetrics
+from ironlb.agent.kube.client import CONTROLLER_KINDS, KubeClient
+from ironlb.agent.kube.controller import Controller, ControllerSettings
+from ironlb.agent.kube.informer import Caches, InformerSettings
+from ironlb.agent.kube.lease import LeaseElector, LeaseSettings
+from ironlb.agent.kube.writers import Writer
+from ironlb.agent.metrics import ControllerMetrics
 from ironlb.agentconfig import AgentConfig
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Informer caches -> the shared view builder and the parsed Config (pure; no API calls).
 
 Used by both roles: the speaker's Kubernetes source and the IPAM controller, so both read
-the cluster exactly the same way (:mod:`agent.viewbuild`, with the same trust check and
+the cluster exactly the same way (:mod:`ironlb.agent.viewbuild`, with the same trust check and
 the same precedence).
 
 - :class:`ConfigTracker` parses IronLB's custom resources and Namespaces into one
@@ -10,7 +10,7 @@ the same precedence).
   version that passed, or left out if it never passed, and reported in ``invalid`` so the
   controller can set a condition and an Event on it.
 - :class:`CacheFeed` listens to the informers: each Service, Node or EndpointSlice event
-  goes to the :class:`~agent.viewbuild.ViewBuilder` as it happens (O(1), nothing is
+  goes to the :class:`~ironlb.agent.viewbuild.ViewBuilder` as it happens (O(1), nothing is
   rebuilt yet), and an event on a custom resource or a Namespace marks the Config stale.
   :meth:`CacheFeed.view` then parses the Config only if it is stale and lets the builder
   redo only what changed, so one event among 10,000 Services costs one Service's work.
@@ -22,10 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.kube.client import CRDS
-from agent.kube.informer import Caches
-from agent.view import ClusterView
-from agent.viewbuild import KINDS, ViewBuilder
+from ironlb.agent.kube.client import CRDS
+from ironlb.agent.kube.informer import Caches
+from ironlb.agent.view import ClusterView
+from ironlb.agent.viewbuild import KINDS, ViewBuilder
 from ironlb.config import Config, parse
 from ironlb.errors import ConfigError, Issue
 

@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.kube.client import EVENTS, SERVICES, Kind, KubeClient
-from agent.kube.lease import micro_time
+from ironlb.agent.kube.client import EVENTS, SERVICES, Kind, KubeClient
+from ironlb.agent.kube.lease import micro_time
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL
 from ironlb.service import Assignment
 

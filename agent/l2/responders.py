@@ -14,7 +14,7 @@
 Both read with ``loop.add_reader`` and drain the socket in bounded batches; a malformed
 packet is counted and dropped, never raised.  A packet from another MAC that says it
 has or wants an owned or probed address is handed to ``on_claim(responder, address,
-mac, kind)``; what a claim means is decided by :mod:`agent.l2.conflicts`.  Responders
+mac, kind)``; what a claim means is decided by :mod:`ironlb.agent.l2.conflicts`.  Responders
 remember no MAC they read off the wire (``own_macs`` are this host's interfaces).
 """
 
@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Set
 from typing import Any
 
-from agent.l2 import packets as pk
+from ironlb.agent.l2 import packets as pk
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ For every announced address the shell picks interfaces (the announcement's, else
 agent's ``interfaces`` setting, else the one whose subnet holds the address; NOARP links
 and bond/bridge members are skipped) and keeps one :mod:`responder <agent.l2.responders>`
 per interface and family.  What a claim by another host means is decided by the pure
-rules in :mod:`agent.l2.conflicts`; this module sends, sleeps and reports.
+rules in :mod:`ironlb.agent.l2.conflicts`; this module sends, sleeps and reports.
 
 Life of an address (``status()["addresses"][ip]["state"]``):
 
@@ -37,12 +37,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import netlink
-from agent.announcements import L2Announcement, Plan
-from agent.l2 import packets as pk
-from agent.l2.conflicts import DEFEND_INTERVAL, Claim, Guard, Verdict, retry_delay
-from agent.l2.responders import ArpResponder, NdpResponder, _Responder
-from agent.settings import L2Settings
+from ironlb.agent import netlink
+from ironlb.agent.announcements import L2Announcement, Plan
+from ironlb.agent.l2 import packets as pk
+from ironlb.agent.l2.conflicts import DEFEND_INTERVAL, Claim, Guard, Verdict, retry_delay
+from ironlb.agent.l2.responders import ArpResponder, NdpResponder, _Responder
+from ironlb.agent.settings import L2Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class _Entry:
 
 
 class L2Shell:
-    """:class:`agent.interfaces.Shell` for layer 2."""
+    """:class:`ironlb.agent.interfaces.Shell` for layer 2."""
 
     def __init__(self, node: str, settings: L2Settings) -> None:
         self.node = node

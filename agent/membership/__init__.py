@@ -6,16 +6,16 @@ indirect evidence, a graceful LEAVE, a source filter and a grab-all guard for a 
 LAN, and key rotation without a split.  The design, the figures and the split-brain
 behaviour are in docs/decisions/0030-membership.md.
 
-- :mod:`agent.membership.settings` -- settings, the traffic bound, the key files, addresses;
-- :mod:`agent.membership.wire` -- the signed datagram format and the keyring;
-- :mod:`agent.membership.rules` -- one peer's record and the small pure rules;
-- :mod:`agent.membership.core` -- the pure state machine (time is an argument): verdicts;
-- :mod:`agent.membership.schedule` -- its sending half: lanes, the tick grid, promises;
-- :mod:`agent.membership.node` -- the UDP shell (its own thread), :class:`Membership`.
+- :mod:`ironlb.agent.membership.settings` -- settings, the traffic bound, the key files, addresses;
+- :mod:`ironlb.agent.membership.wire` -- the signed datagram format and the keyring;
+- :mod:`ironlb.agent.membership.rules` -- one peer's record and the small pure rules;
+- :mod:`ironlb.agent.membership.core` -- the pure state machine (time is an argument): verdicts;
+- :mod:`ironlb.agent.membership.schedule` -- its sending half: lanes, the tick grid, promises;
+- :mod:`ironlb.agent.membership.node` -- the UDP shell (its own thread), :class:`Membership`.
 """
 
-from agent.membership.node import Membership
-from agent.membership.settings import MembershipSettings, load_key, load_keys
-from agent.membership.wire import Keyring
+from ironlb.agent.membership.node import Membership
+from ironlb.agent.membership.settings import MembershipSettings, load_key, load_keys
+from ironlb.agent.membership.wire import Keyring
 
 __all__ = ["Keyring", "Membership", "MembershipSettings", "load_key", "load_keys"]

@@ -1,4 +1,4 @@
-"""Run one membership member on its own: ``python -m agent.membership``.
+"""Run one membership member on its own: ``python -m ironlb.agent.membership``.
 
 For the lab, the benchmark and debugging a deployment's network (does UDP reach every
 node? is the key the same everywhere?).  Prints one JSON line per change of the live set,
@@ -6,7 +6,7 @@ node? is the key the same everywhere?).  Prints one JSON line per change of the 
 shared by all processes on a host, so a test can compare it with the time it killed a
 peer), and the full status as a last line on exit.  SIGTERM/SIGINT stop gracefully (LEAVE).
 
-    python -m agent.membership --node n1 --key-file /etc/ironlb/key [--next-key-file FILE] \\
+    python -m ironlb.agent.membership --node n1 --key-file /etc/ironlb/key [--next-key-file FILE] \\
         --peer n1=10.0.0.1 --peer n2=10.0.0.2 --peer n3=fd00::3 [--interval 0.025]
 """
 
@@ -19,13 +19,13 @@ import signal
 import sys
 import time
 
-from agent.membership.node import Membership
-from agent.membership.settings import MembershipSettings, load_keys
+from ironlb.agent.membership.node import Membership
+from ironlb.agent.membership.settings import MembershipSettings, load_keys
 from ironlb.errors import ConfigError
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m agent.membership", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ironlb.agent.membership", description=__doc__.split("\n")[0])
     p.add_argument("--node", required=True, help="this node's name")
     p.add_argument("--key-file", required=True, help="file holding the shared key (>= 32 bytes)")
     p.add_argument("--next-key-file", help="during a key rotation: the other key, accepted too")

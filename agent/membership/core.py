@@ -12,7 +12,7 @@ monotonic clock), which is how the unit tests drive it without sleeping.
   they carry the time the reporter last heard the peer, not the time of the report.
 
 Evidence is dated by when the message was *sent* (``sent_ms`` plus the path's base offset,
-see :mod:`agent.membership.wire`), so heartbeats that sat in a socket buffer while this
+see :mod:`ironlb.agent.membership.wire`), so heartbeats that sat in a socket buffer while this
 process was starved of CPU do not make a crashed peer look fresh.
 
 **Lanes and verdicts** (docs/decisions/0030-membership.md).  Each heartbeat promises when
@@ -27,7 +27,7 @@ the peer ``left`` at once; only a direct message from a new run revives it.
 
 **Holds.**  No peer is demoted while this node is catching up after a stall of its own
 (no :meth:`Table.expire` for ``STALL`` fast periods: a blocked loop, a paused VM), nor
-while it seems cut off (:func:`agent.membership.rules.cut_off`).
+while it seems cut off (:func:`ironlb.agent.membership.rules.cut_off`).
 
 **Acceptance** (each failure increments a counter and is ignored): unknown sender; an
 incarnation older than the current one while the peer is live, or one seen before; a
@@ -42,11 +42,21 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-from agent.membership import rules
-from agent.membership.rules import ALIVE, DEAD, LEFT, LIVE_STATES, RANK, SUSPECT, UNKNOWN, Peer, TokenBucket
-from agent.membership.schedule import Outgoing, Schedule
-from agent.membership.settings import MembershipSettings
-from agent.membership.wire import LEAVE, MAX_AGE_MS, OBITUARY, Message, peer_id
+from ironlb.agent.membership import rules
+from ironlb.agent.membership.rules import (
+    ALIVE,
+    DEAD,
+    LEFT,
+    LIVE_STATES,
+    RANK,
+    SUSPECT,
+    UNKNOWN,
+    Peer,
+    TokenBucket,
+)
+from ironlb.agent.membership.schedule import Outgoing, Schedule
+from ironlb.agent.membership.settings import MembershipSettings
+from ironlb.agent.membership.wire import LEAVE, MAX_AGE_MS, OBITUARY, Message, peer_id
 
 __all__ = ["ALIVE", "DEAD", "LEFT", "SUSPECT", "UNKNOWN", "Outgoing", "Peer", "Table", "TokenBucket"]
 
@@ -62,7 +72,7 @@ COUNTERS = (
 
 class Table(Schedule):
     """Peer states of one node; see the module docstring for the rules (and
-    :mod:`agent.membership.schedule` for what it sends)."""
+    :mod:`ironlb.agent.membership.schedule` for what it sends)."""
 
     def __init__(self, node: str, incarnation: int, settings: MembershipSettings, now: float) -> None:
         self.node = node

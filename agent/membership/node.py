@@ -43,9 +43,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
-from agent.membership.core import ALIVE, Outgoing, Table
-from agent.membership.settings import MembershipSettings, parse_address
-from agent.membership.wire import LEAVE, Keyring, Malformed, decode, encode
+from ironlb.agent.membership.core import ALIVE, Outgoing, Table
+from ironlb.agent.membership.settings import MembershipSettings, parse_address
+from ironlb.agent.membership.wire import LEAVE, Keyring, Malformed, decode, encode
 
 log = logging.getLogger("ironlb.membership")
 

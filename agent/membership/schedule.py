@@ -1,9 +1,9 @@
 """The sending side of the membership state machine: lanes, the tick grid, promises, budget.
 
-Pure like :mod:`agent.membership.core` (``now`` is an argument).  :class:`Schedule` is the
-half of :class:`~agent.membership.core.Table` that decides what goes out and when:
+Pure like :mod:`ironlb.agent.membership.core` (``now`` is an argument).  :class:`Schedule` is the
+half of :class:`~ironlb.agent.membership.core.Table` that decides what goes out and when:
 
-- **lanes**: the next live nodes on the ring (:func:`~agent.membership.rules.watchers`) get
+- **lanes**: the next live nodes on the ring (:func:`~ironlb.agent.membership.rules.watchers`) get
   a heartbeat every fast period, everyone else one every slow period;
 - **the grid**: every send happens on a tick of the fast period, so a node wakes once per
   tick to send and computes its observations once for all messages of that tick;
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import math
 
-from agent.membership.rules import LEFT, Peer, TokenBucket, watchers
-from agent.membership.settings import MembershipSettings
-from agent.membership.wire import HEARTBEAT, LEAVE, MAX_AGE_MS, MAX_NEXT_MS, OBITUARY, Message
+from ironlb.agent.membership.rules import LEFT, Peer, TokenBucket, watchers
+from ironlb.agent.membership.settings import MembershipSettings
+from ironlb.agent.membership.wire import HEARTBEAT, LEAVE, MAX_AGE_MS, MAX_NEXT_MS, OBITUARY, Message
 
 Outgoing = tuple[tuple[str, int], Message]  # (destination address, message)
 
 
 class Schedule:
-    """What goes out, and when; mixed into :class:`~agent.membership.core.Table`."""
+    """What goes out, and when; mixed into :class:`~ironlb.agent.membership.core.Table`."""
 
     node: str
     pid: bytes

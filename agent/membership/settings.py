@@ -28,7 +28,7 @@ import ipaddress
 import math
 from dataclasses import dataclass
 
-from agent.membership.wire import MAX_ENTRIES, Keyring, key_id
+from ironlb.agent.membership.wire import MAX_ENTRIES, Keyring, key_id
 from ironlb.errors import ConfigError, Issue
 
 MIN_KEY_BYTES = 32

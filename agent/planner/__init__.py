@@ -1,4 +1,4 @@
-"""The pure planner: cluster view in, :class:`~agent.announcements.Plan` out.  No I/O, no clock.
+"""The pure planner: cluster view in, :class:`~ironlb.agent.announcements.Plan` out.  No I/O, no clock.
 
 - :func:`plan` (``reference``): the whole plan from scratch; the definition of correct.
 - :class:`Planner` (``incremental``): the same value, replanning only the address groups
@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from agent.planner.incremental import CHECK_EVERY, Planner, PlannerStats
-from agent.planner.reference import plan
+from ironlb.agent.planner.incremental import CHECK_EVERY, Planner, PlannerStats
+from ironlb.agent.planner.reference import plan
 
 __all__ = ["CHECK_EVERY", "Planner", "PlannerStats", "plan"]

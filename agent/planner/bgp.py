@@ -1,6 +1,6 @@
 """BGP planning: which sessions this node keeps, and which prefixes it sends to which peer.
 
-Pure functions of the :class:`~agent.view.ClusterView`; no I/O.
+Pure functions of the :class:`~ironlb.agent.view.ClusterView`; no I/O.
 
 Sessions (:func:`plan_sessions`): one per BGPPeer whose ``nodeSelector`` matches this
 node.  The router ID defaults to the node's IPv4 address; the next hops are the peer's
@@ -24,7 +24,7 @@ and is sent to iBGP peers only.  Routes to different peers with equal attributes
 one :class:`BGPRoute`.
 
 Shape: :class:`BGPContext` holds what every group reads besides its own services (computed
-once per view); :func:`plan_group` decides one address group (:mod:`agent.planner.groups`);
+once per view); :func:`plan_group` decides one address group (:mod:`ironlb.agent.planner.groups`);
 :func:`all_routes` merges the groups' per-prefix attributes (aggregates span groups).
 :meth:`BGPContext.signature` is everything a pool's groups read from the context, for the
 incremental planner.
@@ -39,10 +39,10 @@ from typing import NamedTuple
 
 import netaddr
 
-from agent.announcements import BFDSettings, BGPRoute, BGPSession, Ownership
-from agent.planner.groups import Group, group
-from agent.planner.selection import needs_endpoints, node_unusable, selects_pool
-from agent.view import ClusterView, NodeInfo
+from ironlb.agent.announcements import BFDSettings, BGPRoute, BGPSession, Ownership
+from ironlb.agent.planner.groups import Group, group
+from ironlb.agent.planner.selection import needs_endpoints, node_unusable, selects_pool
+from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.bfd import BFDProfileSpec
 from ironlb.model import BFDProfile, BGPAdvertisement, BGPPeer, parse_community
 from ironlb.service import Assignment

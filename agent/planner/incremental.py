@@ -8,7 +8,7 @@ the custom resources are unchanged), so most comparisons are identity checks; eq
 the fallback, so a source that rebuilds everything (manifest files) is still exact.
 
 1. **Services** whose Assignment changed (added, removed, re-addressed, traffic policy...)
-   are regrouped (:class:`~agent.planner.groups.Grouping`); their old and new groups are
+   are regrouped (:class:`~ironlb.agent.planner.groups.Grouping`); their old and new groups are
    replanned.
 2. **Endpoints** that moved for an ``externalTrafficPolicy: Local`` service replan its group;
    other services ignore endpoints.
@@ -36,12 +36,12 @@ from itertools import chain, compress
 from operator import is_not
 from typing import Any, Generic, TypeVar
 
-from agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
-from agent.planner import bgp, l2, reference
-from agent.planner.groups import Group, Grouping
-from agent.planner.ranking import Ranking
-from agent.planner.selection import needs_endpoints
-from agent.view import ClusterView
+from ironlb.agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
+from ironlb.agent.planner import bgp, l2, reference
+from ironlb.agent.planner.groups import Group, Grouping
+from ironlb.agent.planner.ranking import Ranking
+from ironlb.agent.planner.selection import needs_endpoints
+from ironlb.agent.view import ClusterView
 
 K = TypeVar("K", str, tuple[str, str])
 V = TypeVar("V")

@@ -3,17 +3,17 @@
 Every agent runs this same pure function on the same view, so they all agree on the
 owner without talking (beyond membership).
 
-1. **Groups** (:mod:`agent.planner.groups`): a service's addresses, and every service
+1. **Groups** (:mod:`ironlb.agent.planner.groups`): a service's addresses, and every service
    sharing one of them, have one owner.  The group's *key* is its lowest address.
 2. **Advertisements.**  An L2Advertisement covers an address when it selects the
-   address's pool (:func:`agent.planner.selection.selects_pool`).  Addresses no
+   address's pool (:func:`ironlb.agent.planner.selection.selects_pool`).  Addresses no
    advertisement covers are not announced in layer 2.
 3. **Eligible nodes** for a group: every node in the view that matches the ``nodeSelector``
    of an advertisement covering the group, whose agent is alive (membership), that is
    Ready, not NetworkUnavailable, not labelled exclude-from-external-load-balancers, and --
    for services with ``externalTrafficPolicy: Local`` -- holds a ready endpoint of each
    such service in the group.
-4. **Ranking** (:mod:`agent.planner.ranking`).  Eligible nodes sorted by
+4. **Ranking** (:mod:`ironlb.agent.planner.ranking`).  Eligible nodes sorted by
    ``sha256(node + "#" + key)``; the first owns the group.  Losing one node moves only the
    groups it owned (consistent-hash-like spread).
 
@@ -33,12 +33,12 @@ from collections.abc import Hashable, Iterable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
-from agent.announcements import L2Announcement, Ownership
-from agent.planner.groups import Group, group
-from agent.planner.ranking import SHARED, Ranking, digest
-from agent.planner.ranking import rank as rank
-from agent.planner.selection import needs_endpoints, node_unusable, selects_pool
-from agent.view import ClusterView, NodeInfo
+from ironlb.agent.announcements import L2Announcement, Ownership
+from ironlb.agent.planner.groups import Group, group
+from ironlb.agent.planner.ranking import SHARED, Ranking, digest
+from ironlb.agent.planner.ranking import rank as rank
+from ironlb.agent.planner.selection import needs_endpoints, node_unusable, selects_pool
+from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.model import L2Advertisement
 
 NOTHING: Mapping[str, str] = MappingProxyType({})

@@ -1,8 +1,9 @@
 """The reference plan: every address group decided from scratch, ``plan(view, node) -> Plan``.
 
-This is the definition of a correct plan.  The incremental :class:`~agent.planner.incremental.Planner`
+This is the definition of a correct plan.  The incremental :class:`~ironlb.agent.planner.incremental.Planner`
 must return exactly the same value, and falls back to this path for a resync.  Both call the
-same per-group rules (:func:`agent.planner.l2.plan_group`, :func:`agent.planner.bgp.plan_group`);
+same per-group rules (:func:`~ironlb.agent.planner.l2.plan_group`,
+:func:`~ironlb.agent.planner.bgp.plan_group`);
 this module only puts their results together.
 """
 
@@ -11,10 +12,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
-from agent.announcements import L2Announcement, Ownership, Plan
-from agent.planner import bgp, l2
-from agent.planner.groups import Group, group
-from agent.view import ClusterView
+from ironlb.agent.announcements import L2Announcement, Ownership, Plan
+from ironlb.agent.planner import bgp, l2
+from ironlb.agent.planner.groups import Group, group
+from ironlb.agent.view import ClusterView
 
 
 def unannounced(

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from agent.view import NodeInfo
+from ironlb.agent.view import NodeInfo
 from ironlb.config import Config
 from ironlb.model import BGPAdvertisement, L2Advertisement
 from ironlb.service import Assignment

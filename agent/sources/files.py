@@ -6,7 +6,7 @@ Service``, ``v1 Node`` and ``discovery.k8s.io/v1 EndpointSlice``.  Every agent r
 same directory computes the same view -- addresses come from the deterministic
 :func:`ironlb.ipam.allocate_all` -- so standalone agents agree without talking.
 
-Services, Nodes and EndpointSlices are read by :mod:`agent.viewbuild`, exactly as the
+Services, Nodes and EndpointSlices are read by :mod:`ironlb.agent.viewbuild`, exactly as the
 Kubernetes source reads them.  Address stability: a Service may record what it holds in
 ``status.loadBalancer.ingress`` (as ``kubectl get -o yaml`` shows it); those addresses pass
 the same trust check as in a cluster (pool, tenant, family, no double claim, older Service
@@ -33,10 +33,10 @@ from typing import Any
 
 import yaml
 
-from agent.view import ClusterView
-from agent.viewbuild import NODES, SERVICES, SLICES, ViewBuilder
 from ironlb import config as config_mod
 from ironlb import ipam
+from ironlb.agent.view import ClusterView
+from ironlb.agent.viewbuild import NODES, SERVICES, SLICES, ViewBuilder
 from ironlb.errors import ConfigError, Issue
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def build_view(
 
 
 class FileSource:
-    """:class:`agent.interfaces.Source` over a manifest directory."""
+    """:class:`ironlb.agent.interfaces.Source` over a manifest directory."""
 
     def __init__(self, directory: Path, poll_interval: float = 0.2) -> None:
         self.directory = Path(directory)

@@ -3,8 +3,8 @@
 ``views()`` starts the informers (Services, EndpointSlices, Nodes, Namespaces and IronLB's
 configuration) and yields the first view once every cache has listed, then a new view
 after every change that alters it (equal views are swallowed).  Changes arriving together
-coalesce into one view.  The view is built by :mod:`agent.viewbuild`, fed event by event
-(:class:`~agent.kube.viewfeed.CacheFeed`), so a change to one Service of 10,000 re-reads
+coalesce into one view.  The view is built by :mod:`ironlb.agent.viewbuild`, fed event by event
+(:class:`~ironlb.agent.kube.viewfeed.CacheFeed`), so a change to one Service of 10,000 re-reads
 and re-checks one, and a Node or EndpointSlice event one row.
 
 What is announced: only the addresses in each Service's ``status.loadBalancer.ingress``
@@ -14,7 +14,7 @@ speaker counts them (``ironlb_rejected_addresses``) and lists them in its ``/sta
 Event and condition on the Service come from the controller, once, not from every node.
 
 The speaker only reads the cluster, with two exceptions it owns: its NodeState (what this
-node announces, its BGP sessions, address conflicts; :mod:`agent.kube.nodestate`), written
+node announces, its BGP sessions, address conflicts; :mod:`ironlb.agent.kube.nodestate`), written
 only on change, and Warning Events about address conflicts.  Allocation, Service status
 and every other write belong to ``ironlb-controller``.
 
@@ -31,12 +31,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agent.kube.client import SPEAKER_KINDS, KubeClient
-from agent.kube.informer import Caches, InformerSettings
-from agent.kube.nodestate import NodeStateReporter
-from agent.kube.viewfeed import CacheFeed
-from agent.settings import Settings
-from agent.view import ClusterView
+from ironlb.agent.kube.client import SPEAKER_KINDS, KubeClient
+from ironlb.agent.kube.informer import Caches, InformerSettings
+from ironlb.agent.kube.nodestate import NodeStateReporter
+from ironlb.agent.kube.viewfeed import CacheFeed
+from ironlb.agent.settings import Settings
+from ironlb.agent.view import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class KubeSource:
 
 
 def make_source(settings: Settings, **_: Any) -> KubeSource:
-    """The source ``agent.sources.make_source`` builds for ``source.kind: kube``.
+    """The source ``ironlb.agent.sources.make_source`` builds for ``source.kind: kube``.
 
     Credentials: in a pod, the service account (lightkube's in-cluster config, unchanged);
     standalone, ``kubernetes.kubeconfig`` (``--kubeconfig``), else ``$KUBECONFIG``.

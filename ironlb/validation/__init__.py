@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ironlb.bfd import bfd_references
 from ironlb.checked import Config
 from ironlb.errors import Issue
 from ironlb.validation.bgp import RESERVED_ASNS as RESERVED_ASNS
 from ironlb.validation.bgp import (
     advertisement_references,
     aggregation_lengths,
+    bfd_references,
     reserved_asns,
     router_ids,
 )
@@ -54,6 +54,7 @@ RULES: tuple[Callable[[Config], Iterable[Issue]], ...] = (
     router_ids,
     advertisement_references,
     aggregation_lengths,
+    bfd_references,
     bfd_references,
     service_requests,
     untenanted_services,

@@ -168,3 +168,24 @@ def _most_specific(
         if worst is None or longest > worst[0]:
             worst = (longest, text)
     return worst
+
+
+def bfd_references(config: Config) -> Iterable[Issue]:
+    """A BGPPeer's ``bfdProfile`` must exist, and fit the session (no minimumTtl on multihop)."""
+    for name, peer in sorted(config.peers.items()):
+        ref = peer.spec.bfdProfile
+        if ref is None:
+            continue
+        profile = config.bfd_profiles.get(ref)
+        if profile is None:
+            known = ", ".join(sorted(config.bfd_profiles)) or "none defined"
+            yield Issue("BGPPeer", name, "bfdProfile", ref, f"names no BFDProfile (known: {known})")
+        elif peer.spec.ebgpMultiHop and profile.spec.minimumTtl is not None:
+            yield Issue(
+                "BGPPeer",
+                name,
+                "bfdProfile",
+                ref,
+                f"sets minimumTtl {profile.spec.minimumTtl}, which the speaker cannot enforce on "
+                "multihop BFD (ebgpMultiHop: true); use a profile without minimumTtl for this peer",
+            )

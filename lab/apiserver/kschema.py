@@ -6,7 +6,7 @@ This module owns the ``kubernetes-validate`` package for the server.  It serves 
 - the **patch strategies** (``x-kubernetes-patch-strategy``/``-merge-key``) that strategic
   merge patch follows (:mod:`.patches`);
 - the **JSON types** of built-in objects: strict Draft 2020-12 validators over the same
-  files ``components.manifest_check`` checks rendered manifests with (one per kind, built
+  files ``ironlb.components.manifest_check`` checks rendered manifests with (one per kind, built
   once).  That module is not imported: importing ``components`` loads Pulumi and gRPC
   (about 100 MB) into a server that needs neither.
 

@@ -3,7 +3,7 @@
 :class:`Cluster` does, in order (``start``; ``teardown`` undoes everything in all cases):
 
 1. **Render** the stack as ``ironlb render`` does (Pulumi's mocks, the same schema check),
-   but with its secrets revealed (:mod:`components.stacksecrets`, the documented example
+   but with its secrets revealed (:mod:`ironlb.components.stacksecrets`, the documented example
    passphrase of the stack), into ``<workdir>/manifests`` (0700; files 0600; never logged).
 2. **Topology** from the manifests (:mod:`lab.cluster.topology`), and the lab built on it.
 3. **API server**: ``python -m lab.apiserver`` in the ``api`` host's namespace on its LAN
@@ -57,9 +57,9 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 def render_revealed(stack: str, stacks_dir: Path, passphrase: str, out: Path) -> list[dict[str, Any]]:
     """The stack's manifests with real secret values, also written (0600) into ``out``."""
-    from components.base import InvalidConfigError
-    from components.manifest_check import check_all
-    from components.offline import evaluate_stack, file_name, load_stack, manifests
+    from ironlb.components.base import InvalidConfigError
+    from ironlb.components.manifest_check import check_all
+    from ironlb.components.offline import evaluate_stack, file_name, load_stack, manifests
     from ironlb.errors import ConfigError
 
     try:

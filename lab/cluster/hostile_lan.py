@@ -32,7 +32,7 @@ from typing import Any
 
 import netaddr
 
-from agent.membership.wire import key_id as wire_key_id
+from ironlb.agent.membership.wire import key_id as wire_key_id
 from lab import arpping
 from lab.cluster import checks, scenario
 from lab.cluster.deploy import Cluster

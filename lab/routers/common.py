@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.announcements import BFDSettings, BGPSession
+from ironlb.agent.announcements import BFDSettings, BGPSession
 from lab import probe
 from lab.netns import Lab
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import BFDSettings, BGPRoute, Plan
+from ironlb.agent.announcements import BFDSettings, BGPRoute, Plan
 from lab import Lab
 from lab.agents import Agents, bgp_advertisement, bgp_peer, nodes, pool, service
 from lab.bgpnode import NodeShell

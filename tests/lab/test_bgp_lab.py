@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from agent.announcements import BGPRoute, BGPSession, Plan
-from agent.planner import plan
-from agent.view import ClusterView, NodeInfo
 from ironlb import addresses
+from ironlb.agent.announcements import BGPRoute, BGPSession, Plan
+from ironlb.agent.planner import plan
+from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.config import Config, PoolInfo
 from ironlb.model import BGPAdvertisement, BGPPeer, IPPool
 from ironlb.service import AssignedIP, Assignment

@@ -260,7 +260,7 @@ def test_extra_hosts_get_free_lan_numbers_and_taken_names_are_refused(
 
 @pytest.fixture(scope="module")
 def prod_manifests() -> list[dict[str, Any]]:
-    from components.offline import evaluate_stack, load_stack, manifests
+    from ironlb.components.offline import evaluate_stack, load_stack, manifests
     from lab.cluster.deploy import REPO
 
     return manifests(evaluate_stack(load_stack("prod", REPO / "stacks")))

@@ -1,7 +1,7 @@
 """Membership between real processes in network namespaces (root): crash, LEAVE, a node
 cut off, spoofing, a 50,000 packets/s flood, and a key rotation by rolling restarts.
 
-Each node runs ``python -m agent.membership`` (one JSON line per change of its live set,
+Each node runs ``python -m ironlb.agent.membership`` (one JSON line per change of its live set,
 stamped with CLOCK_MONOTONIC, which all namespaces share), so the test can compare the
 moment it killed a peer with the moment each survivor noticed, and read the counters it
 prints on exit (what the flood cost: refused before the HMAC, bad tags).  The same flood
@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from agent.membership.settings import MembershipSettings
-from agent.membership.wire import key_id
+from ironlb.agent.membership.settings import MembershipSettings
+from ironlb.agent.membership.wire import key_id
 from lab import Lab
 from lab.flood import flood_result, start_membership_flood, udp_drops
 
@@ -59,7 +59,16 @@ class Members:
         """Start ``node`` signing with the first of ``keys`` ("key"/"next") and accepting both."""
         self.keys[node] = keys or self.keys[node]
         files = [str(self.files[k]) for k in self.keys[node]]
-        argv = [sys.executable, "-m", "agent.membership", "--node", node, "--key-file", files[0], *self.peers]
+        argv = [
+            sys.executable,
+            "-m",
+            "ironlb.agent.membership",
+            "--node",
+            node,
+            "--key-file",
+            files[0],
+            *self.peers,
+        ]
         if len(files) > 1:
             argv += ["--next-key-file", files[1]]
         self.procs[node] = self.lab.spawn(node, argv, name=f"member-{node}")
@@ -143,7 +152,7 @@ def test_a_node_cut_off_keeps_its_set_while_the_others_drop_it_and_healing_conve
 SPOOF = """
 import socket, sys, time
 sys.path.insert(0, sys.argv[1])
-from agent.membership.wire import HEARTBEAT, Message, encode
+from ironlb.agent.membership.wire import HEARTBEAT, Message, encode
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for seq in range(1, 201):
     for target in sys.argv[2:]:
