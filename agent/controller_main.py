@@ -23,12 +23,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ironlb.agent import endpoints
-from ironlb.agent.logs import fatal, setup_logging
+from ironlb.agent.logs import setup_logging
 from ironlb.agent.main import FLAG_KEYS as SPEAKER_FLAGS
-from ironlb.agent.main import add_http_flags, load_config
+from ironlb.agent.main import add_http_flags, exit_code, load_config
 from ironlb.agent.observability import StatusBoard
 from ironlb.agentconfig import AgentConfig
-from ironlb.errors import ConfigError, IronLBError
 
 log = logging.getLogger("ironlb.agent.controller")
 PROGRAM = "ironlb-controller"
@@ -106,23 +105,14 @@ async def _tick(board: StatusBoard) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     env = os.environ
-    try:
+
+    def body() -> None:
         config, _ = load_config(args, env, FLAG_KEYS)
         setup_logging(config.log_level, config.log_format)
         identity = args.identity or env.get("POD_NAME") or socket.gethostname()
         asyncio.run(run(config, identity, env))
-    except ConfigError as exc:
-        fatal(PROGRAM, f"invalid configuration:\n{exc}")
-        return 2
-    except endpoints.EndpointError as exc:
-        fatal(PROGRAM, str(exc))
-        return 2
-    except IronLBError as exc:  # e.g. no usable Kubernetes credentials
-        fatal(PROGRAM, str(exc))
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+
+    return exit_code(PROGRAM, body)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The daemon: wires a Source, Membership, the pure planner and the shells together.
+"""The daemon: runs a Source, Membership, the pure planner and the shells together.
+
+It knows them only by the protocols of :mod:`ironlb.agent.interfaces`; the concrete parts
+are built by the process's entry point (:mod:`ironlb.agent.main`).
 
 Loop: every new cluster view (source) and every change of the live set (membership)
 marks the state dirty; one replan task then computes ``plan(view, node)`` and hands the
@@ -19,7 +22,8 @@ daemon's own health checks.
 
 Extension points -- keep these one-line edits:
 
-- :func:`build_shells` returns the shells, in apply order (layer 2 first, then BGP).
+- :func:`ironlb.agent.main.build_shells` returns the shells, in apply order (layer 2 first,
+  then BGP).
 - :attr:`Daemon.hooks`: callables ``hook(plan, view)`` run after every apply (metrics,
   Kubernetes status); exceptions are logged, never fatal.
 - :attr:`Daemon.tickers`: callables run on every heartbeat (on the event loop).
@@ -38,14 +42,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from ironlb.agent import planner
 from ironlb.agent.announcements import Plan
-from ironlb.agent.interfaces import MembershipView, Shell, Source
+from ironlb.agent.interfaces import Membership, Shell, Source
 from ironlb.agent.metrics import Timing
+from ironlb.agent.observability import ownership_rows, rejected_rows
 from ironlb.agent.settings import Settings
 from ironlb.agent.view import ClusterView
 
@@ -57,46 +62,6 @@ RETRY_AFTER = 5.0
 TICK, MIN_TICK = 1.0, 0.1
 
 Hook = Callable[[Plan, ClusterView], "Awaitable[None] | None"]
-
-
-class Membership(MembershipView, Protocol):
-    """What the daemon needs of membership beyond :class:`MembershipView`."""
-
-    def update_peers(self, peers: Mapping[str, str], ready: Collection[str] | None = None) -> None: ...
-    async def start(self) -> None: ...
-    async def stop(self, graceful: bool) -> None: ...
-
-
-def build_shells(settings: Settings) -> list[Shell]:
-    """The shells this agent runs, in apply order."""
-    from ironlb.agent.l2.shell import L2Shell
-
-    shells: list[Shell] = [L2Shell(settings.node, settings.l2)]
-    from ironlb.agent.bgp.shell import BGPShell
-
-    shells.append(BGPShell(settings.node, settings.bgp))
-    return shells
-
-
-def build_membership(settings: Settings) -> Membership | None:
-    """Gossip membership (agent.membership), or None for ``static`` (every node's agent alive)."""
-    if settings.membership.mode == "static":
-        return None
-    from ironlb.agent.membership import Membership as Gossip
-    from ironlb.agent.membership.settings import MembershipSettings, load_keys
-
-    assert settings.membership.key_file is not None  # Settings checked it
-    opts = settings.membership
-    ms = MembershipSettings(
-        interval=opts.interval,
-        dead_after=opts.dead_after,
-        suspect_after=min(2, opts.dead_after),
-        port=opts.port,
-    )
-    # During a key rotation the next key is accepted too (docs/decisions/0030-membership.md).
-    keys = load_keys(str(opts.key_file), str(opts.next_key_file) if opts.next_key_file else None)
-    member: Membership = Gossip(settings.node, keys, ms)
-    return member
 
 
 class Daemon:
@@ -127,8 +92,7 @@ class Daemon:
         self._dirty = asyncio.Event()
         self._status_dirty = asyncio.Event()
         for shell in shells:
-            if hasattr(shell, "on_change"):
-                shell.on_change = self._status_dirty.set
+            shell.on_change = self._status_dirty.set
         self._ready = asyncio.Event()
         self._closed = False
         self._members_started = membership is None
@@ -157,30 +121,17 @@ class Daemon:
     # --- status ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        plan = self.plan
-        membership = getattr(self.membership, "status", None)  # gossip membership reports itself
+        plan, membership = self.plan, self.membership
         return {
             "node": self.settings.node,
             "replans": self.replans,
-            "live": sorted(self.membership.live()) if self.membership else None,
-            "ownership": [
-                {
-                    "ip": o.ip,
-                    "mode": o.mode,
-                    "nodes": list(o.nodes),
-                    "reason": o.reason,
-                    "services": list(o.services),
-                }
-                for o in (plan.ownership if plan else ())
-            ],
+            "live": sorted(membership.live()) if membership else None,
+            "ownership": ownership_rows(plan) if plan else [],
             "l2": [a.ip for a in plan.l2] if plan else [],
             "unannounced": dict(plan.unannounced) if plan else {},
-            "rejected": {
-                svc: [{"ip": r.ip, "reason": r.reason, "message": r.message} for r in rows]
-                for svc, rows in sorted((self.view.rejected if self.view else {}).items())
-            },
+            "rejected": rejected_rows(self.view.rejected if self.view else {}),
             "shells": {type(s).__name__: s.status() for s in self.shells},
-            "membership": dict(membership()) if membership is not None else None,
+            "membership": dict(membership.status()) if membership else None,
         }
 
     def _write_status(self) -> None:
@@ -265,8 +216,11 @@ class Daemon:
     async def _heartbeat(self) -> None:
         """Tick every second, and at once (at most 10/s) when a shell changes state."""
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that lands as the event is set (gh-86296), and the heartbeat would outlive SIGTERM.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status_dirty.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await self._status_dirty.wait()
             self._status_dirty.clear()
             self.tick()
             await asyncio.sleep(MIN_TICK)
@@ -318,7 +272,7 @@ class Daemon:
         for shell in self.shells:
             try:
                 await shell.apply(new)
-            except Exception:
+            except Exception:  # one shell's failure must not stop the others: logged with traceback, retried
                 log.exception(
                     "%s failed to apply the plan; retrying in %s s", type(shell).__name__, RETRY_AFTER
                 )
@@ -328,6 +282,6 @@ class Daemon:
                 result = hook(new, view)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:
+            except Exception:  # a hook (metrics, status) must never stop the daemon: logged with traceback
                 log.exception("hook %r failed", hook)
         self._status_dirty.set()

@@ -76,7 +76,7 @@ class BoundedServer(ThreadingHTTPServer):
             return
         try:
             super().process_request(request, client_address)
-        except BaseException:
+        except BaseException:  # no thread took the slot: give it back, whatever failed, then re-raise
             self._slots.release()
             raise
 

@@ -4,7 +4,8 @@ Settings come from one file, ``$IRONLB_CONFIG`` (or ``--config``; the NodeAgent 
 mounts its ConfigMap there), checked by :mod:`ironlb.agentconfig`; command-line flags, for
 standalone use, override single keys of it and are checked with it.  The node's name is
 ``--node`` or ``$NODE_NAME`` (the downward API).  Then the source, membership and shells
-are built and :class:`ironlb.agent.daemon.Daemon` runs until SIGTERM/SIGINT, which withdraws
+are built (:func:`build_shells`, :func:`build_membership`: the only place that names the
+concrete parts) and :class:`ironlb.agent.daemon.Daemon` runs until SIGTERM/SIGINT, which withdraws
 every announcement before exiting (exit 0).  A bad settings file or flag exits 2 with one
 line per problem (key, value, what is allowed), never a traceback.
 
@@ -24,7 +25,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +39,13 @@ from ironlb.errors import ConfigError, IronLBError, Issue
 
 if TYPE_CHECKING:
     from ironlb.agent.daemon import Daemon
+    from ironlb.agent.interfaces import Shell
+    from ironlb.agent.membership import Membership
 
 log = logging.getLogger("agent")
 PROGRAM = "ironlb-agent"
+#: Said when the kernel refuses a raw socket or a netlink change.
+NEEDS = "the agent needs CAP_NET_RAW and CAP_NET_ADMIN (run as root or grant the capabilities)"
 
 
 def _floats(text: str) -> list[float]:
@@ -150,17 +155,41 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None =
     return Settings(node=args.node or env.get("NODE_NAME", ""), config=config, origin=origin)
 
 
+def build_shells(settings: Settings) -> list[Shell]:
+    """The shells this agent runs, in apply order: layer 2, then BGP."""
+    from ironlb.agent.bgp.shell import BGPShell
+    from ironlb.agent.l2.shell import L2Shell
+
+    return [L2Shell(settings.node, settings.l2), BGPShell(settings.node, settings.bgp)]
+
+
+def build_membership(settings: Settings) -> Membership | None:
+    """Gossip membership (:mod:`ironlb.agent.membership`), or None for ``static`` (every agent alive)."""
+    if settings.membership.mode == "static":
+        return None
+    from ironlb.agent.membership import Membership, MembershipSettings, load_keys
+
+    assert settings.membership.key_file is not None  # Settings checked it
+    opts = settings.membership
+    ms = MembershipSettings(
+        interval=opts.interval,
+        dead_after=opts.dead_after,
+        suspect_after=min(2, opts.dead_after),
+        port=opts.port,
+    )
+    # During a key rotation the next key is accepted too (docs/decisions/0030-membership.md).
+    keys = load_keys(str(opts.key_file), str(opts.next_key_file) if opts.next_key_file else None)
+    return Membership(settings.node, keys, ms)
+
+
 async def run(settings: Settings, env: Mapping[str, str] | None = None) -> None:
-    from ironlb.agent.daemon import Daemon, build_membership, build_shells
+    from ironlb.agent.daemon import Daemon
     from ironlb.agent.sources import make_source
 
     source = make_source(settings)
-    membership = build_membership(settings)
-    daemon = Daemon(settings, source, build_shells(settings), membership)
+    daemon = Daemon(settings, source, build_shells(settings), build_membership(settings))
     board = observe(daemon)
-    attach = getattr(source, "attach", None)  # the Kubernetes source reports through the daemon
-    if attach is not None:
-        attach(daemon, board)
+    source.attach(board)
     servers = endpoints.start(board, settings.config, os.environ if env is None else env)
     task = asyncio.current_task()
     assert task is not None
@@ -179,7 +208,7 @@ def observe(daemon: Daemon) -> StatusBoard:
     """The status board behind /healthz, /readyz, /status and /metrics, ticked by the daemon."""
     board = StatusBoard(daemon.settings.node, SpeakerMetrics())
     board.shells = {type(s).__name__: s for s in daemon.shells}
-    board.membership = daemon.membership if hasattr(daemon.membership, "status") else None
+    board.membership = daemon.membership
     board.live_checks.append(daemon.stuck)
     board.ready_checks.append(daemon.not_ready)
     daemon.hooks.append(lambda plan, view: board.record_plan(plan, daemon.timing))
@@ -211,32 +240,44 @@ def prepare_run_dir(path: Path) -> None:
         ) from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    configure_gc()
+def exit_code(program: str, body: Callable[[], None], *, permission_hint: str = "") -> int:
+    """Run ``body``; what it raises becomes one line and an exit code, never a traceback.
+
+    2: the operator must fix something (bad settings, a port in use or an address not on this
+    host, missing permissions: ``permission_hint`` says which); 1: another IronLB error (e.g.
+    no usable Kubernetes credentials); 0: stopped, by a signal or Ctrl-C.  Both programs'
+    ``main`` end here.
+    """
     try:
-        settings = settings_from_args(args)
-        setup_logging(settings.config.log_level, settings.config.log_format)
-        prepare_run_dir(settings.config.run_dir)
-        asyncio.run(run(settings))
+        body()
     except ConfigError as exc:
-        fatal(PROGRAM, f"invalid configuration:\n{exc}")
+        fatal(program, f"invalid configuration:\n{exc}")
         return 2
     except PermissionError as exc:
-        fatal(
-            PROGRAM,
-            f"{exc}; the agent needs CAP_NET_RAW and CAP_NET_ADMIN (run as root or grant the capabilities)",
-        )
+        fatal(program, f"{exc}; {permission_hint}" if permission_hint else str(exc))
         return 2
-    except endpoints.EndpointError as exc:  # a port in use, an address not on this host
-        fatal(PROGRAM, str(exc))
+    except endpoints.EndpointError as exc:
+        fatal(program, str(exc))
         return 2
-    except IronLBError as exc:  # e.g. no usable Kubernetes credentials
-        fatal(PROGRAM, str(exc))
+    except IronLBError as exc:
+        fatal(program, str(exc))
         return 1
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure_gc()
+
+    def body() -> None:
+        settings = settings_from_args(args)
+        setup_logging(settings.config.log_level, settings.config.log_format)
+        prepare_run_dir(settings.config.run_dir)
+        asyncio.run(run(settings))
+
+    return exit_code(PROGRAM, body, permission_hint=NEEDS)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,6 @@ What the agent needs from the kernel's view of the host:
 - :func:`links` -- every interface with its index, MAC, flags, kind and master, so the
   layer-2 shell can skip NOARP links and bond/bridge members (ARP/NDP is answered on the
   bond or bridge itself, where the address lives);
-- :func:`neighbour_macs` -- the MACs of other nodes (from the kernel's neighbour table,
-  which membership heartbeats keep fresh), so a peer still answering during a handover
-  is not mistaken for a conflicting host;
 - :func:`interface_for` -- the interface whose *connected subnet* holds an address.  This
   deliberately reads interface addresses instead of ``ip route get``: a node that accepts
   VIPs through an AnyIP ``local`` route (or kube-proxy's dummy device) would make the route
@@ -93,23 +90,6 @@ def subnets() -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int]]
     except (OSError, _PyNetlinkError, ValueError) as exc:
         raise NetlinkError(f"listing addresses failed: {exc}") from exc
     out.sort(key=lambda item: -item[0].prefixlen)
-    return out
-
-
-def neighbour_macs(addresses: frozenset[str]) -> set[str]:
-    """MACs the kernel's neighbour table holds for ``addresses`` (e.g. peer nodes), any state."""
-    wanted = {str(ipaddress.ip_address(a)) for a in addresses}
-    out: set[str] = set()
-    if not wanted:
-        return out
-    try:
-        with _ipr() as ipr:
-            for msg in ipr.neigh("dump"):
-                dst, mac = msg.get("NDA_DST"), msg.get("NDA_LLADDR")
-                if dst and mac and str(ipaddress.ip_address(dst)) in wanted:
-                    out.add(str(mac).lower())
-    except (OSError, _PyNetlinkError, ValueError) as exc:
-        raise NetlinkError(f"listing neighbours failed: {exc}") from exc
     return out
 
 

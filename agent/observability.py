@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ironlb.agent.announcements import Ownership, Plan
+from ironlb.agent.interfaces import Reporting, Statuses
 from ironlb.agent.metrics import Metrics, SpeakerMetrics, Timing
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,20 @@ def _row(o: Ownership) -> dict[str, Any]:
     }
 
 
-def shell_statuses(shells: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def rejected_rows(rejected: Mapping[str, Iterable[Any]]) -> dict[str, list[dict[str, str]]]:
+    """``view.rejected`` (service -> refused addresses) as JSON-able rows, by service."""
+    return {
+        svc: [{"ip": r.ip, "reason": r.reason, "message": r.message} for r in rows]
+        for svc, rows in sorted(rejected.items())
+    }
+
+
+def shell_statuses(shells: Mapping[str, Reporting]) -> dict[str, dict[str, Any]]:
     """Every shell's ``status()`` (a shell that raises is reported, never propagated)."""
     return {name: status_of(shell) for name, shell in shells.items()}
 
 
-def status_of(part: Any) -> dict[str, Any]:
+def status_of(part: Reporting) -> dict[str, Any]:
     """One part's ``status()`` as a dict; a part that raises reports it (never propagated)."""
     try:
         return dict(part.status())
@@ -63,7 +72,7 @@ def status_of(part: Any) -> dict[str, Any]:
         return {"healthy": False, "problem": f"status() failed: {type(exc).__name__}: {exc}"}
 
 
-def shell_problems(statuses: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def shell_problems(statuses: Statuses) -> list[str]:
     """Shells whose status says they are broken (``healthy: false``, with ``problem``)."""
     return [
         f"{name}: {status.get('problem') or 'unhealthy'}"
@@ -88,12 +97,15 @@ class StatusBoard:
         self.clock = clock
         self.max_stall = max_stall
         self.plan: Plan | None = None
-        self.shells: dict[str, Any] = {}  # name -> object with status()
+        self.shells: dict[str, Reporting] = {}
         self.statuses: dict[str, dict[str, Any]] = {}  # the shells' status at the last tick
-        self.membership: Any = None  # the speaker's membership (status()), None when static
+        self.membership: Reporting | None = None  # the speaker's membership; None when static
         self.extra_fn: Callable[[], Mapping[str, Any]] | None = None  # e.g. the Kubernetes runtime's
         self.live_checks: list[Check] = []
         self.ready_checks: list[Check] = []
+        #: Run after every tick with the last recorded plan and the shells' statuses (a source's
+        #: report, e.g. the speaker's NodeState); one that raises is logged, never fatal.
+        self.observers: list[Callable[[Plan | None, Statuses], None]] = []
         self.ready = False  # a cluster view arrived (speaker) / caches synced (controller)
         self.last_tick = clock()
         self._plan_part = '"ownership": [], "unannounced": {}, "local": {"bgp": [], "l2": []}'
@@ -136,14 +148,7 @@ class StatusBoard:
                 r.message,
                 r.reason,
             )
-        self.rejected = {
-            svc: [{"ip": r.ip, "reason": r.reason, "message": r.message} for r in rows]
-            for svc, rows in sorted(rejected.items())
-        }
-
-    def refresh(self) -> None:
-        """Old name of :meth:`tick`."""
-        self.tick()
+        self.rejected = rejected_rows(rejected)
 
     def tick(self) -> None:
         """Re-read shells and checks and take a new snapshot (on the event loop)."""
@@ -175,6 +180,11 @@ class StatusBoard:
         with self._lock:
             self._snapshot = data
             self._problems = (live, ready)
+        for observer in self.observers:
+            try:
+                observer(self.plan, self.statuses)
+            except Exception:  # a broken reporter must not stop the heartbeat: logged with traceback
+                log.exception("status observer %r failed", observer)
 
     def snapshot(self) -> bytes:
         with self._lock:

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ironlb import addresses
 from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.config import Config
 from ironlb.ipam import Rejected, TrustCheck
-from ironlb.model import LOAD_BALANCER_CLASS
 from ironlb.service import Assignment, ServiceRequest, request_from_manifest
 
 Kind = Literal["services", "nodes", "endpointslices"]
@@ -46,6 +45,7 @@ NODES: Kind = "nodes"
 SLICES: Kind = "endpointslices"
 KINDS: tuple[Kind, ...] = (SERVICES, NODES, SLICES)
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+V = TypeVar("V")
 
 
 # --- one object at a time (pure) ---------------------------------------------------------------
@@ -61,12 +61,6 @@ def object_key(kind: Kind, doc: Mapping[str, Any]) -> str:
     meta = _meta(doc)
     name = str(meta.get("name") or "")
     return name if kind == NODES else f"{meta.get('namespace') or 'default'}/{name}"
-
-
-def is_ours(request: ServiceRequest, *, claim_classless: bool) -> bool:
-    """Does IronLB serve this LoadBalancer Service? (our class, or no class with the flag)."""
-    cls = request.load_balancer_class
-    return cls == LOAD_BALANCER_CLASS or (cls is None and claim_classless)
 
 
 def recorded_ips(doc: Mapping[str, Any]) -> tuple[str, ...]:
@@ -155,7 +149,7 @@ class _Service:
 
 def read_service(doc: Mapping[str, Any], key: str, *, claim_classless: bool) -> _Service:
     request, _ = request_from_manifest(doc)
-    if request is None or not is_ours(request, claim_classless=claim_classless):
+    if request is None or not request.is_ours(claim_classless=claim_classless):
         return _Service(doc, None)
     recorded = recorded_ips(doc)
     claims = set()
@@ -356,12 +350,7 @@ class ViewBuilder:
         for key in dirty:
             doc = self._docs[NODES].get(key)
             info = node_info(doc) if doc is not None and key else None
-            if self._nodes.get(key) != info:
-                changed = True
-                if info is None:
-                    del self._nodes[key]
-                else:
-                    self._nodes[key] = info
+            changed |= _put(self._nodes, key, info)
         return changed
 
     def _slices_changed(self) -> bool:
@@ -386,10 +375,16 @@ class ViewBuilder:
             nodes = frozenset().union(*(self._slices[k][1] for k in keys)) if keys else None
             if not keys:
                 self._slices_of.pop(svc, None)
-            if self._endpoints.get(svc) != nodes:
-                changed = True
-                if nodes is None:
-                    del self._endpoints[svc]
-                else:
-                    self._endpoints[svc] = nodes
+            changed |= _put(self._endpoints, svc, nodes)
         return changed
+
+
+def _put(table: dict[str, V], key: str, value: V | None) -> bool:
+    """Set ``table[key]`` (None: remove it); True when that changed the table."""
+    if table.get(key) == value:
+        return False
+    if value is None:
+        del table[key]
+    else:
+        table[key] = value
+    return True

@@ -44,10 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ironlb.agent.announcements import BFDSettings, BGPRoute, BGPSession, Plan
 from ironlb.agent.bgp.birdctl import Control
 from lab import Lab
-from lab.agents import Agents, bgp_advertisement, bgp_peer, nodes, pool, service
+from lab.agents import Agents
 from lab.bgpnode import NodeShell
-from lab.probe import rss_mb
-from lab.routers import NODE_ASN, ROUTER_ASN, BfdTimers, Bird, GoBGP, Neighbor, node_session, wait_for
+from lab.manifests import bgp_advertisement, lab_service, nodes, pool, router_peer
+from lab.probe import rss_mb, wait_subscribed
+from lab.routers import NODE_ASN, ROUTER_ASN, BfdTimers, Bird, GoBGP, Neighbor, node_session
+from lab.waiting import eventually, wait_for
 
 VIP = "10.77.0.200"
 BFD = BFDSettings(50, 50, 3)
@@ -61,7 +63,7 @@ class RouteMonitor:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.events: queue.Queue[tuple[float, bool, str, str]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        time.sleep(0.2)
+        wait_subscribed(lab, "router", self.proc)
 
     def close(self) -> None:
         self.proc.kill()  # by PID: our own child
@@ -110,11 +112,14 @@ async def count(ctl: Control) -> int:
 
 
 async def until_count(ctl: Control, want: int, timeout: float = 60) -> float:
-    deadline = time.monotonic() + timeout
-    while (await count(ctl)) != want:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the router never counted {want} routes")
-        await asyncio.sleep(0.001)
+    """The monotonic time at which the router first counts ``want`` routes."""
+    await eventually(
+        f"the router to count {want} routes",
+        lambda: count(ctl),
+        lambda n: n == want,
+        timeout=timeout,
+        interval=0.001,
+    )
     return time.monotonic()
 
 
@@ -133,7 +138,7 @@ def reference_bird(lab: Lab) -> tuple[subprocess.Popen[bytes], Path]:
     proc = lab.spawn(
         "node3", ["bird", "-f", "-c", str(d / "bird.conf"), "-s", str(d / "bird.ctl")], name="refbird"
     )
-    wait_for(lambda: (d / "bird.ctl").exists(), 10, "the reference BIRD's socket")
+    wait_for("the reference BIRD's socket", (d / "bird.ctl").exists, interval=0.01, abort=lab.exited(proc))
     return proc, d / "bird.ctl"
 
 
@@ -215,8 +220,13 @@ def node_loss_runs(lab: Lab, bird: Bird, mon: RouteMonitor, runs: int) -> list[f
     both = {lab.addr("node1"), lab.addr("node2")}
     took = []
     for _ in range(runs):
-        wait_for(lambda: router_hops(lab) == both, 30, "ECMP over node1 and node2", 0.05)
-        wait_for(lambda: bird.bfd_sessions().get(lab.addr("node2")) == "Up", 10, "BFD up with node2")
+        wait_for("ECMP over node1 and node2", lambda: router_hops(lab), lambda hops: hops == both, timeout=30)
+        wait_for(
+            "BFD up with node2",
+            lambda: bird.bfd_sessions().get(lab.addr("node2")),
+            lambda state: state == "Up",
+            interval=0.01,
+        )
         time.sleep(0.5)
         mon.drain()
         t0 = time.monotonic()  # before `ip` even starts: the figure includes its start (a few ms)
@@ -250,9 +260,9 @@ def gobgp_part(lab: Lab, bird: Bird, mon: RouteMonitor, samples: int) -> dict[st
 
 def graceful_part(lab: Lab, mon: RouteMonitor, runs: int) -> dict[str, Any]:
     agents = Agents(lab, membership="static")
-    peer = bgp_peer(lab, hold=9, nodeSelector={"matchLabels": {"bgp": "yes"}})
+    peer = router_peer(lab, hold=9, nodeSelector={"matchLabels": {"bgp": "yes"}})
     agents.write(
-        pool(), peer, bgp_advertisement(), *nodes(lab, {"node1": {"bgp": "yes"}}), service("web", ip=VIP)
+        pool(), peer, bgp_advertisement(), *nodes(lab, {"node1": {"bgp": "yes"}}), lab_service("web", ip=VIP)
     )
     took, rss = [], 0.0
     for _ in range(runs):

@@ -16,61 +16,37 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the lab's document builders
 
 from ironlb import ipam
 from ironlb.config import Config, parse
 from ironlb.errors import AllocationError
 from ironlb.service import Port, ServiceRequest
+from lab.manifests import pool, tenant
 
 TENANTS = ("red", "green", "blue", "gold")
 
 
 def build_config() -> Config:
-    docs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "ironlb.io/v1alpha1",
-            "kind": "IPPool",
-            "metadata": {"name": "big"},
-            "spec": {
-                "addresses": ["10.100.0.0/16"],
-                "serviceAllocation": {"priority": 10},
-                "allowUntenanted": True,
-            },
-        },
-        {
-            "apiVersion": "ironlb.io/v1alpha1",
-            "kind": "IPPool",
-            "metadata": {"name": "v6"},
-            "spec": {"addresses": ["fd00:100::/112"], "allowUntenanted": True},
-        },
+    docs = [
+        pool("big", "10.100.0.0/16", serviceAllocation={"priority": 10}, allowUntenanted=True),
+        pool("v6", "fd00:100::/112", allowUntenanted=True),
     ]
     for i in range(48):
-        spec: dict[str, Any] = {"addresses": [f"10.{i // 200}.{i % 200}.0/24"], "avoidBuggyIPs": i % 3 == 0}
+        spec: dict[str, Any] = {"avoidBuggyIPs": i % 3 == 0}
         if i < len(TENANTS):
             spec["tenant"] = TENANTS[i]
         else:
             spec["allowUntenanted"] = True  # platform pools serve the namespaces no Tenant lists
         if i >= len(TENANTS) and i % 7 == 0:
             spec["serviceAllocation"] = {"priority": i, "serviceSelector": {"matchLabels": {"tier": "edge"}}}
-        docs.append(
-            {
-                "apiVersion": "ironlb.io/v1alpha1",
-                "kind": "IPPool",
-                "metadata": {"name": f"p{i:02d}"},
-                "spec": spec,
-            }
-        )
-    for t in TENANTS:
-        docs.append(
-            {
-                "apiVersion": "ironlb.io/v1alpha1",
-                "kind": "Tenant",
-                "metadata": {"name": t},
-                "spec": {"namespaces": [f"{t}-a", f"{t}-b"], "maxAddresses": 200},
-            }
-        )
+        docs.append(pool(f"p{i:02d}", f"10.{i // 200}.{i % 200}.0/24", **spec))
+    docs += [tenant(t, [f"{t}-a", f"{t}-b"], quota=200) for t in TENANTS]
     return parse(docs)
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,13 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ironlb.agent.membership.settings import MembershipSettings
 from lab import VIP_PORT, Lab
-from lab.agents import Agents, l2_advertisement, nodes, pool, service
+from lab.agents import Agents
+from lab.manifests import l2_advertisement, lab_service, nodes, pool
+from lab.probe import log_line
+from lab.waiting import wait_for
 
 #: Membership timing: agent.membership's defaults (decision 0030), passed explicitly until the
 #: agent settings model (ironlb/agentconfig.py) carries the same default interval.
 MEMBERSHIP_ARGS = ["--membership-interval", str(MembershipSettings().interval)]
 
 VIP = "10.77.0.200"
+
+#: After the VIP returns, the returning owner repeats its gratuitous ARP (decision 0021);
+#: the next run starts once that schedule has run, so it measures a settled client cache.
+SETTLE_S = 0.3
 
 
 def pct(values: list[float], q: float) -> float:
@@ -45,52 +51,40 @@ def pct(values: list[float], q: float) -> float:
 
 def one_run(lab: Lab, agents: Agents, sig: int, probes: list[float]) -> float:
     old = agents.wait_owner(VIP, timeout=20)
-    watch = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            lab.ns("client"),
-            sys.executable,
-            "-m",
-            "lab.tcpwatch",
-            VIP,
-            str(VIP_PORT),
-            old,
-            "20",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=str(Path(__file__).resolve().parent.parent),
-    )
+    name = f"tcpwatch-{time.monotonic_ns()}"
+    argv = [sys.executable, "-m", "lab.tcpwatch", VIP, str(VIP_PORT), old, "20"]
+    watch = lab.spawn("client", argv, name=name)
     try:
-        assert watch.stdout is not None
-        line = watch.stdout.readline().strip()
-        if line != "ready":
-            raise RuntimeError(f"watcher never reached {old}: {line!r}")
+        first = log_line(lab, name, watch, bool, f"the client's watch to reach {old}")
+        if first != "ready":
+            raise RuntimeError(f"watcher never reached {old}: {first!r}")
         proc = agents.procs.pop(old)
         t0 = time.monotonic()
         os.kill(proc.pid, sig)
-        result = watch.stdout.readline().split()
-        watch.wait(timeout=30)
+        result = log_line(lab, name, watch, lambda line: line != "ready", "the watch's verdict", 30).split()
         lab.stop(proc, signal.SIGKILL, timeout=5)
     finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
+        lab.stop(watch, signal.SIGKILL, timeout=5)
     if not result or result[0] != "moved":
         raise RuntimeError(f"VIP never moved after {signal.Signals(sig).name}: {result}")
     elapsed = (float(result[2]) - t0) * 1000
-    time.sleep(0.3)  # the successor's status file catches up
-    probe_ms = ((agents.status(result[1]) or {}).get("shells", {}).get("L2Shell", {})).get("last_probe_ms")
-    if probe_ms is not None:
-        probes.append(float(probe_ms))
+    probe_ms = wait_for(
+        f"{result[1]}'s status to report its takeover probe",
+        lambda: ((agents.status(result[1]) or {}).get("shells", {}).get("L2Shell", {})).get("last_probe_ms"),
+        lambda ms: ms is not None,
+        timeout=5,
+        interval=0.05,
+    )
+    probes.append(float(probe_ms))
     agents.start(old)
     agents.wait_status(old)
-    deadline = time.monotonic() + 20
-    while agents.wait_owner(VIP, timeout=20) != old and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # let the returning owner's GARP schedule settle the client's cache
+    wait_for(
+        f"{old} to own {VIP} again",
+        lambda: agents.wait_owner(VIP, timeout=20),
+        lambda o: o == old,
+        timeout=20,
+    )
+    time.sleep(SETTLE_S)
     return elapsed
 
 
@@ -102,7 +96,7 @@ def main() -> None:
     with Lab(nodes=3) as lab:
         lab.start_vip_servers()
         agents = Agents(lab, extra_args=MEMBERSHIP_ARGS)
-        agents.write(pool(), l2_advertisement(), *nodes(lab), service("web", VIP))
+        agents.write(pool(), l2_advertisement(), *nodes(lab), lab_service("web", VIP))
         agents.start_all()
         for name, sig in (("graceful", signal.SIGTERM), ("crash", signal.SIGKILL)):
             probes: list[float] = []

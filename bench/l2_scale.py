@@ -15,31 +15,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lab import Lab  # noqa: E402
-from lab.agents import Agents, l2_advertisement, nodes, pool  # noqa: E402
+from lab.agents import Agents  # noqa: E402
+from lab.manifests import l2_advertisement, nodes, pool, service  # noqa: E402
+from lab.probe import log_line  # noqa: E402
+from lab.waiting import wait_for  # noqa: E402
 
 
-def services(start: int, count: int) -> list[dict[str, object]]:
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": f"s{i:05}", "namespace": "scale"},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
-        }
-        for i in range(start, start + count)
-    ]
+def services(start: int, count: int) -> list[dict[str, Any]]:
+    """Classless Services (the standalone agents serve those) in namespace "scale"."""
+    return [service(f"s{i:05}", "scale", cls=None) for i in range(start, start + count)]
 
 
-def write_json(path: Path, docs: list[dict[str, object]]) -> None:
+def write_json(path: Path, docs: list[dict[str, Any]]) -> None:
     tmp = path.with_name("." + path.name)
     tmp.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
     tmp.replace(path)
@@ -51,11 +47,15 @@ def announcing(agents: Agents) -> int:
 
 
 def wait_announcing(agents: Agents, n: int, timeout: float) -> float:
+    """Seconds until node1 announces ``n`` VIPs."""
     start = time.monotonic()
-    while announcing(agents) < n:
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"only {announcing(agents)} of {n} VIPs announcing after {timeout} s")
-        time.sleep(0.1)
+    wait_for(
+        f"{n} VIPs announcing",
+        lambda: announcing(agents),
+        lambda count: count >= n,
+        timeout=timeout,
+        interval=0.1,
+    )
     return time.monotonic() - start
 
 
@@ -70,7 +70,7 @@ def main() -> None:
         agents = Agents(lab, membership="static")
         write_json(
             agents.dir / "base.json",
-            [pool("scale", ["10.78.0.10-10.78.127.255"]), l2_advertisement(), *nodes(lab)],
+            [pool("scale", "10.78.0.10-10.78.127.255"), l2_advertisement(), *nodes(lab)],
         )
         write_json(agents.dir / "services.json", services(0, args.vips))
         t0 = time.monotonic()
@@ -102,31 +102,15 @@ def main() -> None:
             f"ARP reply p50: agent {lat[vip]:.0f} us (VIP), kernel {lat['10.78.0.1']:.0f} us (node address), "
             f"ratio {ratio:.2f}, lost {lat['lost']}"
         )
-        sniff = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                lab.ns("client"),
-                sys.executable,
-                "-m",
-                "lab.arpping",
-                "garps",
-                "eth0",
-                "10.78.",
-                "1000",
-                "60",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=str(ROOT),
-        )
-        assert sniff.stdout is not None
-        assert sniff.stdout.readline().strip() == "ready"
+        argv = [sys.executable, "-m", "lab.arpping", "garps", "eth0", "10.78.", "1000", "60"]
+        sniff = lab.spawn("client", argv, name="garps")
+        assert log_line(lab, "garps", sniff, bool, "the GARP sniffer to start") == "ready"
         write_json(agents.dir / "more.json", services(args.vips, 1000))
         wait_announcing(agents, args.vips + 1000, 120)
-        garp = json.loads(sniff.stdout.readline())
-        sniff.wait(timeout=10)
+        garp = json.loads(
+            log_line(lab, "garps", sniff, lambda line: line.startswith("{"), "the GARP count", 70)
+        )
+        lab.stop(sniff, timeout=10)
         agent_ms = (agents.status("node1") or {})["shells"]["L2Shell"]["last_garp_burst_ms"]
         print(
             f"GARP for 1000 new VIPs: {garp['seen']} seen on the client over {garp['span_ms']:.1f} ms "

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -39,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ironlb.agent.membership import Membership, MembershipSettings
 from ironlb.agent.membership.wire import HEARTBEAT, encode, key_id, peer_id
+from lab.errors import WaitTimeout
+from lab.membership import Members
+from lab.waiting import eventually, wait_for
 
 KEY = b"bench-membership-key-0123456789abcdef"
 
@@ -54,57 +58,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 # -- parts 1 and 2: lab ----------------------------------------------------------------------
-class LabMembers:
-    def __init__(self, lab: Any) -> None:
-        self.lab = lab
-        self.key = lab.workdir / "key"
-        self.key.write_bytes(KEY)
-        self.peers = [f"--peer={n}={lab.addr(n)}" for n in lab.nodes]
-        self.procs: dict[str, Any] = {}
-        for node in lab.nodes:
-            self.start(node)
-
-    def start(self, node: str) -> None:
-        argv = [sys.executable, "-m", "ironlb.agent.membership", "--node", node, "--key-file", str(self.key)]
-        self.procs[node] = self.lab.spawn(node, [*argv, *self.peers], name=f"member-{node}")
-
-    def reports(self, node: str, since: float) -> list[tuple[float, set[str]]]:
-        out = []
-        for line in self.lab.log(f"member-{node}").splitlines():
-            if line.startswith('{"t"'):
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if rec["t"] >= since:
-                    out.append((float(rec["t"]), set(rec["live"])))
-        return out
-
-    def first(self, node: str, expected: set[str], since: float, timeout: float = 10.0) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, live in self.reports(node, since):
-                if live == expected:
-                    return t
-            time.sleep(0.005)
-        tail = "\n".join(self.lab.log(f"member-{node}").splitlines()[-8:])
-        raise RuntimeError(f"{node} never reported {sorted(expected)} after {since:.3f}:\n{tail}")
-
-    def status(self, node: str) -> dict[str, Any]:
-        self.lab.stop(self.procs[node], signal.SIGTERM)
-        log = self.lab.log(f"member-{node}").splitlines()
-        return dict([json.loads(x) for x in log if x.startswith('{"status"')][-1]["status"])
-
-
 def lab_runs(runs: int) -> dict[str, float]:
     from lab import Lab
 
     with Lab(nodes=3) as lab:
-        members = LabMembers(lab)
-        everyone, survivors = set(lab.nodes), {"node1", "node2"}
         t0 = time.monotonic()
-        for node in lab.nodes:
-            members.first(node, everyone, 0.0, timeout=60)
+        members = Members(lab, key=KEY.decode(), join_timeout=60)
+        everyone, survivors = set(lab.nodes), {"node1", "node2"}
         print(f"lab: 3 members joined in {time.monotonic() - t0:.2f} s (incl. process start)")
         results: dict[str, list[float]] = {"crash": [], "graceful": []}
         for mode, sig in (("crash", signal.SIGKILL), ("graceful", signal.SIGTERM)):
@@ -112,12 +72,12 @@ def lab_runs(runs: int) -> dict[str, float]:
                 time.sleep(random.uniform(0.3, 0.5))  # a random phase against the heartbeat period
                 t = time.monotonic()
                 lab.stop(members.procs["node3"], sig)
-                seen = max(members.first(n, survivors, t) for n in survivors)
+                seen = max(members.wait_live(n, survivors, t, timeout=10) for n in survivors)
                 results[mode].append((seen - t) * 1000)
                 restart = time.monotonic()
                 members.start("node3")
                 for node in lab.nodes:
-                    members.first(node, everyone, restart, timeout=60)  # a process start on a loaded box
+                    members.wait_live(node, everyone, restart, timeout=60)  # a process start on a loaded box
         out: dict[str, float] = {}
         for mode, values in results.items():
             out[f"{mode}_p50_ms"] = round(statistics.median(values), 1)
@@ -133,9 +93,7 @@ def lab_flood(pps: int, seconds: float) -> dict[str, float]:
     from lab.flood import flood_result, start_membership_flood, udp_drops
 
     with Lab(nodes=3) as lab:
-        members = LabMembers(lab)
-        for node in lab.nodes:
-            members.first(node, set(lab.nodes), 0.0, timeout=60)
+        members = Members(lab, key=KEY.decode(), join_timeout=60)
         time.sleep(0.5)
         pid = members.procs["node1"].pid
         drops, cpu0, t0 = udp_drops(lab, "node1"), cpu_seconds(pid), time.monotonic()
@@ -201,24 +159,37 @@ def pin_neighbours(lab: Any) -> None:
         lab.run(node, "ip", "-batch", "-", input="\n".join(lines) + "\n", timeout=30)
 
 
+def _notice(
+    tails: dict[str, Tail], survivors: list[str], victim: str, noticed: dict[str, float]
+) -> list[str]:
+    """Read what is new; note when each survivor first reported ``victim`` gone; those still to."""
+    for node in survivors:
+        if node in noticed:
+            continue
+        for stamp, live in tails[node].poll():
+            if victim not in live:
+                noticed[node] = stamp
+                break
+    return [node for node in survivors if node not in noticed]
+
+
 def lab_scale(n: int, seconds: float, victims: int) -> dict[str, float]:
     """``n`` real member processes, one per namespace: traffic per node and crash detection."""
     from lab import Lab
 
     with Lab(nodes=n) as lab:
         pin_neighbours(lab)
-        members = LabMembers(lab)
+        members = Members(lab, key=KEY.decode(), join_timeout=None)  # followed below, cheaply
         tails = {node: Tail(lab.workdir / f"member-{node}.log") for node in lab.nodes}
         everyone = set(lab.nodes)
-        deadline = time.monotonic() + 120
-        while any(t.last != everyone for t in tails.values()):
+
+        def missing() -> list[tuple[str, list[str]]]:
+            """(node, a few of the members it does not see yet), after reading what is new."""
             for t in tails.values():
                 t.poll()
-            if time.monotonic() > deadline:
-                missing = [(node, sorted(everyone - t.last)[:3]) for node, t in tails.items()
-                           if t.last != everyone]
-                raise RuntimeError(f"{n} lab members did not converge in 120 s: {missing[:5]}")
-            time.sleep(0.05)
+            return [(node, sorted(everyone - t.last)[:3]) for node, t in tails.items() if t.last != everyone]
+
+        wait_for(f"{n} lab members to converge", missing, lambda m: not m, timeout=120)
         time.sleep(3.0)  # the join burst refills the token buckets
         pids = {node: members.procs[node].pid for node in lab.nodes}
         before, t0 = {node: udp_sent(pid) for node, pid in pids.items()}, time.monotonic()
@@ -233,17 +204,13 @@ def lab_scale(n: int, seconds: float, victims: int) -> dict[str, float]:
             start = time.monotonic()
             lab.stop(members.procs.pop(victim), signal.SIGKILL)
             noticed: dict[str, float] = {}
-            while len(noticed) < len(survivors) and time.monotonic() - start < 30:
-                for node in survivors:
-                    if node in noticed:
-                        continue
-                    for stamp, live in tails[node].poll():
-                        if victim not in live:
-                            noticed[node] = stamp
-                            break
-                time.sleep(0.01)
-            if len(noticed) < len(survivors):
-                raise RuntimeError(f"{len(survivors) - len(noticed)} survivors never dropped {victim}")
+            wait_for(
+                f"every survivor to drop {victim} (those still to)",
+                functools.partial(_notice, tails, survivors, victim, noticed),
+                lambda left: not left,
+                timeout=30,
+                interval=0.01,
+            )
             detections.append((max(noticed.values()) - start) * 1000)
             time.sleep(2.0)
         settings = MembershipSettings()
@@ -262,6 +229,10 @@ def lab_scale(n: int, seconds: float, victims: int) -> dict[str, float]:
 
 
 # -- part 3: in process ----------------------------------------------------------------------
+def _still_seeing(members: list[Membership], victim: str) -> list[str]:
+    return [m.node for m in members if victim in m.live()]
+
+
 def _cluster(n: int, settings: MembershipSettings) -> list[Membership]:
     base = f"127.{random.randint(1, 250)}.{os.getpid() % 250}"
     addresses = {f"m{i}": f"{base}.{i + 1}" for i in range(n)}
@@ -276,11 +247,17 @@ async def traffic(n: int, seconds: float) -> dict[str, float]:
     members = _cluster(n, settings)
     await asyncio.gather(*(m.start() for m in members))
     try:
-        deadline = time.monotonic() + 15
-        while any(len(m.live()) != n for m in members) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        converged = all(len(m.live()) == n for m in members)
-        if not converged:
+        try:
+            await eventually(
+                f"in-process {n} members to see each other",
+                lambda: [len(m.live()) for m in members],
+                lambda sizes: set(sizes) == {n},
+                timeout=15,
+                interval=0.01,
+            )
+            converged = True
+        except WaitTimeout:
+            converged = False
             print(f"in-process {n} members did not all see each other within 15 s: short of CPU")
         await asyncio.sleep(2.0)  # the join burst refills the token buckets
         before = [dict(m.status()["counters"]) for m in members]
@@ -303,8 +280,13 @@ async def traffic(n: int, seconds: float) -> dict[str, float]:
                 t = time.monotonic()
                 await victim.stop(graceful=False)
                 survivors = [m for m in members if m._running]
-                while any(victim.node in m.live() for m in survivors):
-                    await asyncio.sleep(0.002)
+                await eventually(
+                    f"every survivor to drop {victim.node} (those still seeing it)",
+                    functools.partial(_still_seeing, survivors, victim.node),
+                    lambda still: not still,
+                    timeout=30,
+                    interval=0.002,
+                )
                 crash.append((time.monotonic() - t) * 1000)
                 await asyncio.sleep(1.0)
     finally:

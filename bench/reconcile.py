@@ -50,15 +50,12 @@ from ironlb.agent.kube.informer import Caches
 from ironlb.agent.main import configure_gc
 from ironlb.agent.sources.kube import KubeSource
 from ironlb.agent.view import ClusterView
-from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, LOAD_BALANCER_CLASS
+from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL
+from lab.manifests import endpoint_slice, node, resource, service
 
 L2_BASE = ipaddress.IPv4Address("10.64.0.0")
 BGP_BASE = ipaddress.IPv4Address("10.65.0.0")
 LOCAL_EVERY = 20
-
-
-def cr(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "ironlb.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
 def address(i: int, moved: int = 0) -> str:
@@ -67,49 +64,21 @@ def address(i: int, moved: int = 0) -> str:
 
 
 def svc(i: int, *, local: bool | None = None, moved: int = 0) -> dict[str, Any]:
+    """Service i, allocated (status and annotations) in its namespace's pool."""
     ns = "bgp" if i % 2 else "l2"
     ip = address(i, moved)
     local = i % LOCAL_EVERY == 0 if local is None else local
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": f"s{i}",
-            "namespace": ns,
-            "annotations": {ANN_ALLOCATED_IPS: ip, ANN_ALLOCATED_POOL: f"{ns}-pool"},
-        },
-        "spec": {
-            "type": "LoadBalancer",
-            "loadBalancerClass": LOAD_BALANCER_CLASS,
-            "ports": [{"port": 80, "protocol": "TCP"}],
-            "externalTrafficPolicy": "Local" if local else "Cluster",
-        },
-        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
-    }
+    recorded = {ANN_ALLOCATED_IPS: ip, ANN_ALLOCATED_POOL: f"{ns}-pool"}
+    return service(f"s{i}", ns, ip, annotations=recorded, etp="Local" if local else "Cluster")
 
 
-def endpoint_slice(i: int, nodes: list[str]) -> dict[str, Any]:
-    ns = "bgp" if i % 2 else "l2"
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {"name": f"s{i}-abc", "namespace": ns, "labels": {"kubernetes.io/service-name": f"s{i}"}},
-        "endpoints": [
-            {"addresses": ["10.200.0.1"], "nodeName": n, "conditions": {"ready": True}} for n in nodes
-        ],
-    }
+def slice_of(i: int, nodes: list[str]) -> dict[str, Any]:
+    """Service i's EndpointSlice: an endpoint on each of ``nodes``."""
+    return endpoint_slice(f"s{i}", *nodes, namespace="bgp" if i % 2 else "l2")
 
 
-def node(i: int, *, ready: bool = True, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": f"n{i}", "labels": labels or {}},
-        "status": {
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "addresses": [{"type": "InternalIP", "address": f"192.168.{i // 250}.{i % 250 + 1}"}],
-        },
-    }
+def node_doc(i: int, *, ready: bool = True, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return node(f"n{i}", f"192.168.{i // 250}.{i % 250 + 1}", ready=ready, labels=labels or {})
 
 
 L2ADV = {"ipPools": ["l2-pool"]}
@@ -122,7 +91,7 @@ def build_source(services: int, nodes: int) -> KubeSource:
     for plural, doc in [
         (
             "ippools",
-            cr(
+            resource(
                 "IPPool",
                 "l2-pool",
                 {"addresses": [f"{L2_BASE}/16"], "serviceAllocation": {"namespaces": ["l2"]}},
@@ -130,26 +99,26 @@ def build_source(services: int, nodes: int) -> KubeSource:
         ),
         (
             "ippools",
-            cr(
+            resource(
                 "IPPool",
                 "bgp-pool",
                 {"addresses": [f"{BGP_BASE}/16"], "serviceAllocation": {"namespaces": ["bgp"]}},
             ),
         ),
-        ("l2advertisements", cr("L2Advertisement", "lan", L2ADV)),
+        ("l2advertisements", resource("L2Advertisement", "lan", L2ADV)),
         (
             "bgppeers",
-            cr("BGPPeer", "tor", {"myASN": 64512, "peerASN": 64513, "peerAddress": "192.168.255.1"}),
+            resource("BGPPeer", "tor", {"myASN": 64512, "peerASN": 64513, "peerAddress": "192.168.255.1"}),
         ),
-        ("bgpadvertisements", cr("BGPAdvertisement", "tor", {"ipPools": ["bgp-pool"]})),
+        ("bgpadvertisements", resource("BGPAdvertisement", "tor", {"ipPools": ["bgp-pool"]})),
     ]:
         inf[plural].apply("ADDED", doc)
     for i in range(nodes):
-        inf["nodes"].apply("ADDED", node(i))
+        inf["nodes"].apply("ADDED", node_doc(i))
     for i in range(services):
         inf["services"].apply("ADDED", svc(i))
         if i % LOCAL_EVERY == 0:
-            inf["endpointslices"].apply("ADDED", endpoint_slice(i, [f"n{(i + k) % nodes}" for k in range(3)]))
+            inf["endpointslices"].apply("ADDED", slice_of(i, [f"n{(i + k) % nodes}" for k in range(3)]))
     return src
 
 
@@ -228,7 +197,7 @@ class Run:
         nodes = [f"n{(i + r + k + 1) % self.nodes}" for k in range(3)]
         ip = address(i)
         return self.step(
-            lambda: self.inf["endpointslices"].apply("MODIFIED", endpoint_slice(i, nodes)),
+            lambda: self.inf["endpointslices"].apply("MODIFIED", slice_of(i, nodes)),
             lambda _, p: any(o.ip == ip and o.nodes[0] in nodes for o in p.ownership),
         )
 
@@ -255,9 +224,11 @@ class Run:
         back = lambda _, p: any(last in o.nodes for o in p.ownership)  # noqa: E731
         out = {
             "node_notready_ms": self.step(
-                lambda: inf["nodes"].apply("MODIFIED", node(self.nodes - 1, ready=False)), gone
+                lambda: inf["nodes"].apply("MODIFIED", node_doc(self.nodes - 1, ready=False)), gone
             ),
-            "node_ready_ms": self.step(lambda: inf["nodes"].apply("MODIFIED", node(self.nodes - 1)), back),
+            "node_ready_ms": self.step(
+                lambda: inf["nodes"].apply("MODIFIED", node_doc(self.nodes - 1)), back
+            ),
         }
         self.live = frozenset(f"n{i}" for i in range(self.nodes - 1))
         out["agent_dead_ms"] = self.step(lambda: None, gone)
@@ -265,21 +236,21 @@ class Run:
         out["agent_back_ms"] = self.step(lambda: None, back)
         extra = f"n{self.nodes}"
         out["node_added_ms"] = self.step(
-            lambda: inf["nodes"].apply("ADDED", node(self.nodes)),
+            lambda: inf["nodes"].apply("ADDED", node_doc(self.nodes)),
             lambda _, p: any(extra in o.nodes for o in p.ownership),
         )
         out["node_removed_ms"] = self.step(
-            lambda: inf["nodes"].apply("DELETED", node(self.nodes)),
+            lambda: inf["nodes"].apply("DELETED", node_doc(self.nodes)),
             lambda _, p: all(extra not in o.nodes for o in p.ownership),
         )
-        edited = cr("L2Advertisement", "lan", {**L2ADV, "interfaces": ["eth1"]})
+        edited = resource("L2Advertisement", "lan", {**L2ADV, "interfaces": ["eth1"]})
         out["l2adv_edit_ms"] = self.step(
             lambda: inf["l2advertisements"].apply("MODIFIED", edited),
             lambda _, p: bool(p.l2) and all(a.interfaces == ("eth1",) for a in p.l2),
         )
         out["full_replans"] = self.planner.stats.full - full_before
         out["unrelated_label_ms"] = self.step(
-            lambda: inf["nodes"].apply("MODIFIED", node(self.nodes - 1, labels={"unrelated": "x"})),
+            lambda: inf["nodes"].apply("MODIFIED", node_doc(self.nodes - 1, labels={"unrelated": "x"})),
             lambda v, _: dict(v.nodes[last].labels) == {"unrelated": "x"},
         )
         out["unrelated_label_groups"] = self.planner.stats.last_replanned

@@ -19,7 +19,6 @@ This module must not use ``from __future__ import annotations``: the component
 provider Analyzer reads these annotations at run time to build the package schema.
 """
 
-import re
 import types
 import typing
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from typing import Any, TypedDict
 
 import pulumi
 from pydantic import BaseModel
+from pydantic.alias_generators import to_snake
 
 # --- key renaming ------------------------------------------------------------------------
 
@@ -37,9 +37,9 @@ def _norm(key: str) -> str:
 
 
 def _snake(key: str) -> str:
-    """Schema key -> args key, using the TypedDicts' own spelling (``myASN`` -> ``my_asn``)."""
-    known = _snake_names()
-    return known.get(_norm(key)) or re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), key)
+    """Schema key -> args key: the TypedDicts' own spelling (``avoidBuggyIPs`` -> ``avoid_buggy_ips``,
+    where pydantic's generator would say ``avoid_buggy_i_ps``), else pydantic's ``to_snake``."""
+    return _snake_names().get(_norm(key)) or to_snake(key)
 
 
 def _snake_names() -> dict[str, str]:
@@ -366,15 +366,3 @@ class NodeAgentArgs(TypedDict, total=False):
     """Add a prometheus-operator ServiceMonitor and a headless metrics Service per role (default false)."""
     service_monitor_labels: dict[str, str]
     """Labels on the ServiceMonitor, e.g. {"release": "kube-prometheus-stack"} so Prometheus selects it."""
-
-
-def label_selector(args: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Selector args (resolved, plain) -> Kubernetes selector body (camelCase)."""
-    if not args:
-        return None
-    body: dict[str, Any] = {}
-    if args.get("match_labels"):
-        body["matchLabels"] = dict(args["match_labels"])
-    if args.get("match_expressions"):
-        body["matchExpressions"] = [dict(e) for e in args["match_expressions"]]
-    return body

@@ -13,7 +13,9 @@
   an invalid resolved value fails that registration, and with it the update: it is never
   just logged (decision 0071).
 - :func:`custom_resource` emits one ``ironlb.io/v1alpha1`` object as a
-  ``kubernetes.apiextensions.CustomResource`` whose spec is exactly the model's manifest.
+  ``kubernetes.apiextensions.CustomResource`` whose spec is exactly the model's manifest;
+  :func:`child_resource` is the one every component uses: its own object, named
+  ``<component>-<kind>`` and parented to the component.
 
 Only modules in ``components/`` import Pulumi; they never import the agent.
 """
@@ -161,6 +163,22 @@ def custom_resource(
         metadata=both.apply(lambda pair: metadata(pair[0], str(pair[1]))),
         spec=both.apply(lambda pair: pair[0].to_manifest()["spec"]),
         opts=opts,
+    )
+
+
+def child_resource(
+    parent: pulumi.Resource,
+    name: str,
+    cls: type[Resource],
+    res: Resource | pulumi.Output[Any],
+    namespace: pulumi.Input[str],
+    opts: pulumi.ResourceOptions | None,
+    **extra: Any,
+) -> k8s.apiextensions.CustomResource:
+    """Component ``name``'s own ``cls`` object: ``<name>-<kind>``, a child of ``parent``
+    (``extra`` goes to :func:`child_opts`, e.g. ``depends_on``)."""
+    return custom_resource(
+        f"{name}-{cls.KIND.lower()}", res, namespace, child_opts(parent, opts, **extra), kind=cls.KIND
     )
 
 

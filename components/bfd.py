@@ -15,7 +15,7 @@ import pulumi
 from ironlb import model
 from ironlb.bfd import BFDProfileSpec
 from ironlb.components.args import to_spec
-from ironlb.components.base import DEFAULT_NAMESPACE, child_opts, custom_resource, token, validate
+from ironlb.components.base import DEFAULT_NAMESPACE, child_resource, token, validate
 
 
 class BfdProfileArgs(TypedDict, total=False):
@@ -50,8 +50,8 @@ class BfdProfile(pulumi.ComponentResource):
         res = validate(model.BFDProfile, name, to_spec(BFDProfileSpec, spec))
         super().__init__(token("BfdProfile"), name, {}, opts)
         self.resource = res
-        self.cr = custom_resource(
-            f"{name}-bfdprofile", res, args.get("namespace", DEFAULT_NAMESPACE), child_opts(self, opts)
+        self.cr = child_resource(
+            self, name, model.BFDProfile, res, args.get("namespace", DEFAULT_NAMESPACE), opts
         )
         self.profile_name = pulumi.Output.from_input(res.name)
         self.detect_ms = pulumi.Output.from_input(res.spec.detect_ms())

@@ -1,6 +1,6 @@
 """The IronLB component provider: every component, served to any Pulumi language.
 
-``pulumi package add`` (from a clone: ``pulumi package add ./ironlb/provider``; from git:
+``pulumi package add`` (from a clone: ``pulumi package add <clone>/provider``; from git:
 ``pulumi package add github.com/<org>/ironlb.git/provider@v<version>``) runs the plugin
 directory ``provider/`` (``PulumiPlugin.yaml`` + ``__main__.py``) the way the engine runs
 every Python plugin: ``<venv>/bin/python provider/ <engine address>``.  Its

@@ -34,7 +34,7 @@ from ironlb.components.base import (
     DEFAULT_NAMESPACE,
     MANAGED_BY,
     child_opts,
-    custom_resource,
+    child_resource,
     lift,
     token,
     validate,
@@ -78,12 +78,8 @@ class IpPool(pulumi.ComponentResource):
         res = _checked(model.IPPool, model.IPPoolSpec, name, spec, local.get("labels"))
         super().__init__(token("IpPool"), name, {}, opts)
         self.resource = res
-        self.cr = custom_resource(
-            f"{name}-ippool",
-            res,
-            local.get("namespace", DEFAULT_NAMESPACE),
-            child_opts(self, opts),
-            kind=model.IPPool.KIND,
+        self.cr = child_resource(
+            self, name, model.IPPool, res, local.get("namespace", DEFAULT_NAMESPACE), opts
         )
         self.pool_name = pulumi.Output.from_input(name)
         self.addresses = lift(res, lambda r: list(r.spec.addresses))
@@ -118,13 +114,7 @@ class BgpPeer(pulumi.ComponentResource):
                 opts=child_opts(self, opts, additional_secret_outputs=["data", "stringData"]),
             )
         depends = [self.secret] if self.secret is not None else []
-        self.cr = custom_resource(
-            f"{name}-bgppeer",
-            res,
-            namespace,
-            child_opts(self, opts, depends_on=depends),
-            kind=model.BGPPeer.KIND,
-        )
+        self.cr = child_resource(self, name, model.BGPPeer, res, namespace, opts, depends_on=depends)
         self.peer_name = pulumi.Output.from_input(name)
         self.password_secret_name = pulumi.Output.from_input(secret_name if password is not None else "")
         self.register_outputs(
@@ -132,7 +122,32 @@ class BgpPeer(pulumi.ComponentResource):
         )
 
 
-class L2Advertisement(pulumi.ComponentResource):
+class _Advertisement(pulumi.ComponentResource):
+    """What both advertisement components do: validate, register, emit their custom resource.
+
+    The two subclasses stay (alike) on purpose: the provider's Analyzer reads each
+    component's own ``__init__`` args type and output docstrings to build the schema."""
+
+    advertisement_name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        cls: type[model.Resource],
+        spec_cls: Any,
+        name: str,
+        args: Any,
+        opts: pulumi.ResourceOptions | None,
+    ) -> None:
+        local, spec = _split(args, "namespace")
+        res = _checked(cls, spec_cls, name, spec)
+        super().__init__(token(type(self).__name__), name, {}, opts)
+        self.resource = res
+        self.cr = child_resource(self, name, cls, res, local.get("namespace", DEFAULT_NAMESPACE), opts)
+        self.advertisement_name = pulumi.Output.from_input(name)
+        self.register_outputs({"advertisement_name": self.advertisement_name})
+
+
+class L2Advertisement(_Advertisement):
     """Announce the selected pools' addresses by answering ARP / NDP."""
 
     advertisement_name: pulumi.Output[str]
@@ -141,22 +156,10 @@ class L2Advertisement(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: L2AdvertisementArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        local, spec = _split(args, "namespace")
-        res = _checked(model.L2Advertisement, model.L2AdvertisementSpec, name, spec)
-        super().__init__(token("L2Advertisement"), name, {}, opts)
-        self.resource = res
-        self.cr = custom_resource(
-            f"{name}-l2advertisement",
-            res,
-            local.get("namespace", DEFAULT_NAMESPACE),
-            child_opts(self, opts),
-            kind=model.L2Advertisement.KIND,
-        )
-        self.advertisement_name = pulumi.Output.from_input(name)
-        self.register_outputs({"advertisement_name": self.advertisement_name})
+        super().__init__(model.L2Advertisement, model.L2AdvertisementSpec, name, args, opts)
 
 
-class BgpAdvertisement(pulumi.ComponentResource):
+class BgpAdvertisement(_Advertisement):
     """Announce the selected pools' addresses to BGP peers."""
 
     advertisement_name: pulumi.Output[str]
@@ -165,19 +168,7 @@ class BgpAdvertisement(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BgpAdvertisementArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        local, spec = _split(args, "namespace")
-        res = _checked(model.BGPAdvertisement, model.BGPAdvertisementSpec, name, spec)
-        super().__init__(token("BgpAdvertisement"), name, {}, opts)
-        self.resource = res
-        self.cr = custom_resource(
-            f"{name}-bgpadvertisement",
-            res,
-            local.get("namespace", DEFAULT_NAMESPACE),
-            child_opts(self, opts),
-            kind=model.BGPAdvertisement.KIND,
-        )
-        self.advertisement_name = pulumi.Output.from_input(name)
-        self.register_outputs({"advertisement_name": self.advertisement_name})
+        super().__init__(model.BGPAdvertisement, model.BGPAdvertisementSpec, name, args, opts)
 
 
 class CommunityArgs(TypedDict, total=False):
@@ -200,12 +191,8 @@ class Community(pulumi.ComponentResource):
         res = when_known(spec, lambda v: validate(model.Community, name, dict(v)))
         super().__init__(token("Community"), name, {}, opts)
         self.resource = res
-        self.cr = custom_resource(
-            f"{name}-community",
-            res,
-            local.get("namespace", DEFAULT_NAMESPACE),
-            child_opts(self, opts),
-            kind=model.Community.KIND,
+        self.cr = child_resource(
+            self, name, model.Community, res, local.get("namespace", DEFAULT_NAMESPACE), opts
         )
         self.community_name = pulumi.Output.from_input(name)
         self.register_outputs({"community_name": self.community_name})

@@ -17,13 +17,13 @@ stack exactly the same way.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic.alias_generators import to_snake
 
 from ironlb.config import Config
 from ironlb.errors import ConfigError, Issue
@@ -84,10 +84,6 @@ AGENT_KEYS = {
     "serviceMonitor",
     "serviceMonitorLabels",
 }
-
-
-def snake(key: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), key)
 
 
 @dataclass(frozen=True)
@@ -170,7 +166,7 @@ def _redact(value: Any, secure: Callable[[str], str]) -> tuple[Any, bool]:
 def _entries(values: Mapping[str, Any], key: str, issues: list[Issue]) -> list[dict[str, Any]]:
     raw = values.get(key) or []
     if not isinstance(raw, list):
-        issues.append(Issue("stack config", f"ironlb:{key}", "", None, "must be a list of objects"))
+        issues.append(_stack_issue(key, "must be a list of objects"))
         return []
     out = []
     for i, entry in enumerate(raw):
@@ -189,6 +185,11 @@ def _entries(values: Mapping[str, Any], key: str, issues: list[Issue]) -> list[d
     return out
 
 
+def _stack_issue(key: str, message: str) -> Issue:
+    """A problem with the stack file's ``ironlb:<key>`` as a whole."""
+    return Issue("stack config", f"ironlb:{key}", "", None, message)
+
+
 def _check_keys(where: str, entry: Mapping[str, Any], allowed: set[str], issues: list[Issue]) -> None:
     for key in sorted(set(entry) - allowed):
         issues.append(
@@ -203,11 +204,8 @@ def spec_from_values(values: Mapping[str, Any]) -> StackSpec:
         ref = next((p for p in _entries(values, "peers", []) if p.get("passwordConfig") == key), None)
         if ref is None:
             issues.append(
-                Issue(
-                    "stack config",
-                    f"ironlb:{key}",
-                    "",
-                    None,
+                _stack_issue(
+                    key,
                     f"unknown key; allowed: {', '.join(sorted({*OBJECT_KEYS, *SETTING_KEYS}))} "
                     "or a password key named by a peer's passwordConfig",
                 )
@@ -223,21 +221,21 @@ def spec_from_values(values: Mapping[str, Any]) -> StackSpec:
                 passwords[name] = str(entry.pop("passwordConfig"))
                 entry["passwordSecretRef"] = {"name": f"ironlb-bgp-{name}", "key": "password"}
             if kind == "Tenant":
-                extras[name] = {snake(k): entry.pop(k) for k in sorted(TENANT_EXTRA & set(entry))}
+                extras[name] = {to_snake(k): entry.pop(k) for k in sorted(TENANT_EXTRA & set(entry))}
             meta: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
             objects.append({"apiVersion": GROUP_VERSION, "kind": kind, "metadata": meta, "spec": entry})
     services = []
     for i, entry in enumerate(_entries(values, "services", issues)):
         _check_keys(f"ironlb:services[{i}]", entry, SERVICE_KEYS, issues)
-        args = {snake(k): v for k, v in entry.items() if k in SERVICE_KEYS}
+        args = {to_snake(k): v for k, v in entry.items() if k in SERVICE_KEYS}
         args["ports"] = [
-            {snake(k): v for k, v in p.items()} if isinstance(p, Mapping) else p
+            {to_snake(k): v for k, v in p.items()} if isinstance(p, Mapping) else p
             for p in args.get("ports") or []
         ]
         services.append(args)
     agent = values.get("agent") or {}
     if not isinstance(agent, Mapping):
-        issues.append(Issue("stack config", "ironlb:agent", "", None, "must be a mapping"))
+        issues.append(_stack_issue("agent", "must be a mapping"))
         agent = {}
     _check_keys("ironlb:agent", agent, AGENT_KEYS, issues)
     platform = None
@@ -245,11 +243,8 @@ def spec_from_values(values: Mapping[str, Any]) -> StackSpec:
         ref = values["platform"]
         if not isinstance(ref, Mapping) or not ref.get("stack") or not ref.get("tenant"):
             issues.append(
-                Issue(
-                    "stack config",
-                    "ironlb:platform",
-                    "",
-                    None,
+                _stack_issue(
+                    "platform",
                     "must be {stack: <platform stack> (or <org>/<project>/<stack>), tenant: <tenant name>}",
                 )
             )
@@ -257,33 +252,24 @@ def spec_from_values(values: Mapping[str, Any]) -> StackSpec:
             platform = PlatformRef(str(ref["stack"]), str(ref["tenant"]))
             if objects:
                 issues.append(
-                    Issue(
-                        "stack config",
-                        "ironlb:platform",
-                        "",
-                        None,
+                    _stack_issue(
+                        "platform",
                         "a tenant stack defines only services; pools, peers and tenants "
                         "belong to the platform stack",
                     )
                 )
     if platform is None and any(o["kind"] != "Tenant" for o in objects) and "membershipKey" not in values:
         issues.append(
-            Issue(
-                "stack config",
-                "ironlb:membershipKey",
-                "",
-                None,
+            _stack_issue(
+                "membershipKey",
                 "is required: set it with `pulumi config set --secret membershipKey <random>`",
             )
         )
     for peer, key in sorted(passwords.items()):
         if key not in values:
             issues.append(
-                Issue(
-                    "stack config",
-                    f"ironlb:{key}",
-                    "",
-                    None,
+                _stack_issue(
+                    key,
                     f'is named by peer "{peer}" passwordConfig but not set; set it with '
                     f"`pulumi config set --secret {key} <password>`",
                 )
@@ -291,7 +277,7 @@ def spec_from_values(values: Mapping[str, Any]) -> StackSpec:
     if issues:
         raise ConfigError(issues)
     return StackSpec(
-        agent={snake(k): v for k, v in agent.items()},
+        agent={to_snake(k): v for k, v in agent.items()},
         objects=tuple(objects),
         services=tuple(services),
         password_keys=passwords,

@@ -29,7 +29,7 @@ from ironlb.components.base import (
     MANAGED_BY,
     InvalidConfigError,
     child_opts,
-    custom_resource,
+    child_resource,
     has_outputs,
     lift,
     token,
@@ -99,9 +99,7 @@ class Tenant(pulumi.ComponentResource):
                         opts=child_opts(self, opts),
                     )
                 )
-        self.cr = custom_resource(
-            f"{name}-tenant", res, install_ns, child_opts(self, opts), kind=model.Tenant.KIND
-        )
+        self.cr = child_resource(self, name, model.Tenant, res, install_ns, opts)
         self.pools = [
             IpPool(pname, {**pargs, "tenant": name, "namespace": install_ns}, opts=child_opts(self, opts))
             for pname, pargs in sorted(own_pools.items())

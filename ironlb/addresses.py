@@ -14,7 +14,9 @@ This module also owns the facts about special addresses:
   inside a forbidden one (AMT ``2001:3::/32`` inside ``2001::/23``) stays allowed.
   ADR 0003 (docs/decisions) records the table and the reason for each verdict.
 - which addresses can be a BGP endpoint (:func:`peer_host_problem`);
-- which IPv6 addresses IronLB never hands out (:func:`subnet_router_anycast`).
+- which IPv6 addresses IronLB never hands out (:func:`subnet_router_anycast`), and which
+  IPv4 addresses a pool with ``avoidBuggyIPs`` skips (:func:`is_buggy`).  Each rule is one
+  function, with a companion that counts its addresses in a range without enumerating it.
 """
 
 from __future__ import annotations
@@ -95,11 +97,6 @@ def parse_host(text: str, family: int | None = None) -> str:
 def family_of(ip: str) -> int:
     """4 or 6."""
     return int(netaddr.IPAddress(ip).version)
-
-
-def is_buggy(ip: netaddr.IPAddress) -> bool:
-    """IPv4 addresses ending in .0 or .255, which some old stacks mishandle."""
-    return ip.version == 4 and (int(ip) & 0xFF) in (0, 255)
 
 
 # --- special-purpose addresses ----------------------------------------------------------
@@ -315,6 +312,12 @@ def anycast_count(first: int, last: int, network_firsts: frozenset[int] = frozen
     zeros = last // step - (first - 1) // step
     extra = sum(1 for v in network_firsts if first <= v <= last and v & _LOW64 != 0)
     return zeros + extra
+
+
+def is_buggy(value: int) -> bool:
+    """Does the IPv4 address ``value`` (an int) end in .0 or .255, which some old stacks
+    mishandle?  What ``avoidBuggyIPs`` skips; :func:`buggy_count` counts them in a range."""
+    return (value & 0xFF) in (0, 255)
 
 
 def buggy_count(first: int, last: int) -> int:

@@ -20,7 +20,15 @@ import netaddr
 
 from ironlb import addresses
 from ironlb.errors import Issue
-from ironlb.model import BFDProfile, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement, Tenant
+from ironlb.model import (
+    BFDProfile,
+    BGPAdvertisement,
+    BGPPeer,
+    IPPool,
+    L2Advertisement,
+    Tenant,
+    selects_pool,
+)
 from ironlb.service import ServiceRequest
 
 
@@ -90,18 +98,14 @@ class Config:
         """The tenant that owns ``namespace``, or None for namespaces no Tenant lists."""
         return self.namespace_tenants.get(namespace)
 
+    def selects_pool(self, adv: L2Advertisement | BGPAdvertisement, pool: str) -> bool:
+        """Does ``adv`` announce the addresses of ``pool``? (:func:`ironlb.model.selects_pool`)"""
+        info = self.pools.get(pool)
+        return selects_pool(adv.spec, pool, info.pool.metadata.labels if info is not None else None)
+
     def selected_pools(self, adv: L2Advertisement | BGPAdvertisement) -> tuple[str, ...]:
-        """Pools ``adv`` announces: those named in ipPools, those its ipPoolSelector matches,
-        or every pool when it has neither."""
-        spec = adv.spec
-        if not spec.ipPools and spec.ipPoolSelector is None:
-            return tuple(sorted(self.pools))
-        sel = spec.ipPoolSelector
-        return tuple(
-            name
-            for name, info in sorted(self.pools.items())
-            if name in spec.ipPools or (sel is not None and sel.matches(dict(info.pool.metadata.labels)))
-        )
+        """The pools ``adv`` announces, by name."""
+        return tuple(name for name in sorted(self.pools) if self.selects_pool(adv, name))
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         labels = dict(self.namespaces.get(namespace, {}))

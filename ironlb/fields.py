@@ -13,6 +13,7 @@ Everything here is re-exported by ``ironlb.model``, the module callers import.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -48,7 +49,7 @@ class LabelSelectorRequirement(Model):
             raise ValueError(f"operator {self.operator} takes no values")
         return self
 
-    def matches(self, labels: dict[str, str]) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         present = self.key in labels
         if self.operator == "Exists":
             return present
@@ -65,14 +66,10 @@ class LabelSelector(Model):
     matchLabels: dict[str, str] = Field(default_factory=dict)
     matchExpressions: tuple[LabelSelectorRequirement, ...] = Field(default=(), max_length=64)
 
-    def matches(self, labels: dict[str, str]) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         if any(labels.get(k) != v for k, v in self.matchLabels.items()):
             return False
         return all(req.matches(labels) for req in self.matchExpressions)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.matchLabels and not self.matchExpressions
 
 
 class ObjectMeta(Model):

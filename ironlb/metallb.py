@@ -25,6 +25,7 @@ from typing import Any
 
 from ironlb.errors import Issue
 from ironlb.model import ANN_IPS, LOAD_BALANCER_CLASS
+from ironlb.service import is_ours
 
 GROUP = "metallb.io"
 OLD_ANNOTATION = "metallb.universe.tf/"
@@ -371,7 +372,7 @@ def foreign_issues(docs: Iterable[Any]) -> tuple[list[Issue], list[Any]]:
         kept.append(doc)
         if isinstance(doc, Mapping) and doc.get("kind") == "Service":
             spec, meta = doc.get("spec") or {}, doc.get("metadata") or {}
-            ours = spec.get("loadBalancerClass") == LOAD_BALANCER_CLASS
+            ours = is_ours(spec.get("loadBalancerClass"), claim_classless=False)
             for ann in sorted(_annotations(meta)) if ours else ():
                 key = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
                 issues.append(

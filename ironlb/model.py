@@ -18,6 +18,7 @@ Nothing here imports Pulumi, pyroute2 or a Kubernetes client (import-linter enfo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -284,6 +285,20 @@ class BGPAdvertisementSpec(Model):
         return _aggregation(value, 6)
 
 
+def selects_pool(
+    spec: L2AdvertisementSpec | BGPAdvertisementSpec, pool: str, labels: Mapping[str, str] | None
+) -> bool:
+    """Does an advertisement with ``spec`` announce the addresses of ``pool`` (whose ``labels``
+    these are; None: no such pool, so no selector matches it)?  Yes when ``ipPools`` names it,
+    when ``ipPoolSelector`` matches its labels, or when the advertisement has neither (every
+    pool).  The one statement of this rule: validation, the planner and the lab all ask here."""
+    if pool in spec.ipPools:
+        return True
+    if spec.ipPoolSelector is not None:
+        return labels is not None and spec.ipPoolSelector.matches(labels)
+    return not spec.ipPools
+
+
 class CommunitySpec(Model):
     """Named BGP community aliases, usable in BGPAdvertisement.communities."""
 
@@ -306,6 +321,8 @@ class TenantSpec(Model):
 
 
 # --- resources ---------------------------------------------------------------------------
+# One class per kind, alike on purpose: pydantic and the CRD generator need each kind's
+# ``kind`` literal, spec and status model declared.
 
 
 class Resource(Model):

@@ -24,6 +24,17 @@ FamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
 TrafficPolicy = Literal["Cluster", "Local"]
 
 
+def is_ours(load_balancer_class: str | None, *, claim_classless: bool) -> bool:
+    """Is a LoadBalancer Service of this ``spec.loadBalancerClass`` IronLB's to serve?
+
+    Its own class (:data:`ironlb.model.LOAD_BALANCER_CLASS`) always; no class only when the
+    installation claims classless Services (``kubernetes.claimClassless``); any other class
+    never: it belongs to another load balancer.  The one statement of the rule: the view
+    builder, the allocator, validation, the trust check and ``ironlb status`` all ask here.
+    """
+    return load_balancer_class == LOAD_BALANCER_CLASS or (load_balancer_class is None and claim_classless)
+
+
 @dataclass(frozen=True, order=True)
 class Port:
     port: int
@@ -51,6 +62,15 @@ class ServiceRequest:
     def key(self) -> str:
         """``namespace/name``: the identity used everywhere (assignments, events, plans)."""
         return f"{self.namespace}/{self.name}"
+
+    def is_ours(self, *, claim_classless: bool) -> bool:
+        """Does IronLB serve this Service? (:func:`is_ours` of its class)"""
+        return is_ours(self.load_balancer_class, claim_classless=claim_classless)
+
+    @property
+    def foreign(self) -> bool:
+        """Another load balancer's Service: its class is set and not IronLB's (classless is not foreign)."""
+        return not is_ours(self.load_balancer_class, claim_classless=True)
 
     def wanted_families(self) -> tuple[int, ...]:
         """Families to allocate, in preference order."""

@@ -335,7 +335,7 @@ def write_private(path: Path, text: str) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # interrupted too: never leave a partial secret file behind, then re-raise
         Path(tmp).unlink(missing_ok=True)
         raise
 

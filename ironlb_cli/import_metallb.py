@@ -23,6 +23,7 @@ import yaml
 
 from ironlb.errors import ConfigError, IronLBError
 from ironlb.metallb import FIELDS, Note, convert
+from ironlb_cli.livestate import list_with
 
 HEADER = "# IronLB stack converted from MetalLB by `ironlb import metallb`; review before use.\n"
 
@@ -59,40 +60,26 @@ def read_files(paths: list[str]) -> list[Any]:
 
 def read_cluster(kubeconfig: str | None, context: str | None) -> list[Any]:
     """Every metallb.io object of the kinds we convert, and every Service (read-only)."""
-    import httpx2
-    from lightkube import Client, KubeConfig
     from lightkube.core.exceptions import ApiError
-    from lightkube.core.exceptions import ConfigError as KubeConfigError
     from lightkube.generic_resource import create_namespaced_resource
     from lightkube.resources.core_v1 import Service
 
-    try:
-        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
-        client = Client(config=config.get(context_name=context))
+    def lister(client: Any) -> list[Any]:
         docs: list[Any] = []
         for kind, version in sorted({**{k: "v1beta1" for k in FIELDS}, "BGPPeer": "v1beta2"}.items()):
             res = create_namespaced_resource("metallb.io", version, kind, kind.lower() + "s")
             try:
                 docs += [
-                    {"apiVersion": f"metallb.io/{version}", "kind": kind, **o.to_dict()}  # type: ignore[no-untyped-call]
+                    {"apiVersion": f"metallb.io/{version}", "kind": kind, **o.to_dict()}
                     for o in client.list(res, namespace="*")
                 ]
             except ApiError as exc:
                 if exc.status.code != 404:  # 404: MetalLB's CRD for this kind is not installed
                     raise
-        docs += [
-            {"apiVersion": "v1", "kind": "Service", **s.to_dict()}
-            for s in client.list(Service, namespace="*")
-        ]
-    except KubeConfigError as exc:
-        raise IronLBError(f"kubeconfig: {exc}") from None
-    except ApiError as exc:
-        raise IronLBError(
-            f"cannot list MetalLB objects: {exc.status.message} (needs get/list on them)"
-        ) from None
-    except (OSError, httpx2.HTTPError) as exc:
-        raise IronLBError(f"cannot reach the cluster: {exc}") from None
-    return docs
+        services = client.list(Service, namespace="*")
+        return docs + [{"apiVersion": "v1", "kind": "Service", **s.to_dict()} for s in services]
+
+    return list_with(kubeconfig, context, lister, what="MetalLB objects", needs="needs get/list on them")
 
 
 def check(values: dict[str, Any]) -> None:

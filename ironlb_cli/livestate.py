@@ -15,18 +15,23 @@ count: ``spec.loadBalancerClass: ironlb.io/ironlb`` (or none, when ``claim_class
 says so: pass ``classless=True``).  Everything read is re-checked against the stack's
 config by the planner (``ironlb.ipam.TrustCheck``) before it is used.
 
-This module owns the plan's use of lightkube; it imports nothing from the agent.
+This module owns the command line's synchronous, read-only use of lightkube
+(:func:`list_with`, which ``ironlb import metallb`` uses too); it imports nothing from the
+agent.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ironlb.errors import IronLBError
-from ironlb.model import GROUP_VERSION, LOAD_BALANCER_CLASS
+from ironlb.model import GROUP_VERSION
+from ironlb.service import is_ours
+
+T = TypeVar("T")
 
 EXPORT_KIND = "AssignmentExport"
 #: service key -> addresses it holds, in recorded order
@@ -40,8 +45,7 @@ def recorded(services: Iterable[Mapping[str, Any]], *, classless: bool = False) 
         spec = doc.get("spec") or {}
         if spec.get("type") != "LoadBalancer":
             continue
-        cls = spec.get("loadBalancerClass")
-        if cls != LOAD_BALANCER_CLASS and not (classless and cls is None):
+        if not is_ours(spec.get("loadBalancerClass"), claim_classless=classless):
             continue
         meta = doc.get("metadata") or {}
         ingress = ((doc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
@@ -84,23 +88,36 @@ def read_export(path: Path) -> Live:
     return out
 
 
-def from_cluster(kubeconfig: str | None, context: str | None, *, classless: bool = False) -> Live:
-    """List Services with a (read-only) kubeconfig and return what they hold."""
+def list_with(
+    kubeconfig: str | None, context: str | None, lister: Callable[[Any], T], *, what: str, needs: str
+) -> T:
+    """``lister(client)`` with a lightkube client for the kubeconfig (default: ``$KUBECONFIG``
+    or in-cluster); every failure becomes one IronLBError line.  An API refusal says it
+    could not list ``what`` and what the user ``needs``."""
     import httpx2
     from lightkube import Client, KubeConfig
     from lightkube.core.exceptions import ApiError, ConfigError
-    from lightkube.resources.core_v1 import Service
 
     try:
         config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
-        client = Client(config=config.get(context_name=context), field_manager="ironlb-plan")
-        items = [item.to_dict() for item in client.list(Service, namespace="*")]
+        return lister(Client(config=config.get(context_name=context), field_manager="ironlb"))
     except ConfigError as exc:
         raise IronLBError(f"kubeconfig: {exc}") from None
     except ApiError as exc:
-        raise IronLBError(
-            f"cannot list Services: {exc.status.message} (the plan needs get/list on services)"
-        ) from None
+        raise IronLBError(f"cannot list {what}: {exc.status.message} ({needs})") from None
     except (OSError, httpx2.HTTPError) as exc:
         raise IronLBError(f"cannot reach the cluster: {exc}") from None
+
+
+def from_cluster(kubeconfig: str | None, context: str | None, *, classless: bool = False) -> Live:
+    """List Services with a (read-only) kubeconfig and return what they hold."""
+    from lightkube.resources.core_v1 import Service
+
+    items = list_with(
+        kubeconfig,
+        context,
+        lambda client: [item.to_dict() for item in client.list(Service, namespace="*")],
+        what="Services",
+        needs="the plan needs get/list on services",
+    )
     return recorded(items, classless=classless)

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
+    except Exception as exc:  # the command line's last resort: one line, no traceback (--debug shows it)
         if args.debug:
             raise
         print(f"error: {describe(exc, args.command)}", file=sys.stderr)

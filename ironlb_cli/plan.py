@@ -28,9 +28,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ironlb.errors import IronLBError
+
+if TYPE_CHECKING:
+    from ironlb.checked import Config
+    from ironlb.model import BGPAdvertisement, L2Advertisement
 
 
 @dataclass(frozen=True)
@@ -104,14 +108,14 @@ def build_plan(
         ],
         "advertisements": [
             *(
-                {"kind": "L2", "name": n, "pools": list(a.spec.ipPools) or ["(all)"], "peers": []}
+                {"kind": "L2", "name": n, "pools": _selected(config, a), "peers": []}
                 for n, a in sorted(config.l2_advertisements.items())
             ),
             *(
                 {
                     "kind": "BGP",
                     "name": n,
-                    "pools": list(a.spec.ipPools) or ["(all)"],
+                    "pools": _selected(config, a),
                     "peers": list(a.spec.peers) or ["(all)"],
                 }
                 for n, a in sorted(config.bgp_advertisements.items())
@@ -135,6 +139,13 @@ def build_plan(
             }
         )
     return plan
+
+
+def _selected(config: Config, adv: L2Advertisement | BGPAdvertisement) -> list[str]:
+    """The pools ``adv`` announces, by name; ``(all)`` when it names none and has no selector."""
+    if not adv.spec.ipPools and adv.spec.ipPoolSelector is None:
+        return ["(all)"]
+    return list(config.selected_pools(adv))
 
 
 def tables(plan: dict[str, Any]) -> list[Table]:

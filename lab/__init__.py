@@ -41,7 +41,11 @@ Processes are started in their own session and killed by PID (never by name); te
 then kills whatever else is left in each namespace (``ip netns pids``) before deleting it.
 
 Client-side probes (arping, ``ip neigh``, TCP "which node answered") live in
-:mod:`lab.probe`; starting agents on a standalone manifest directory in :mod:`lab.agents`.
+:mod:`lab.probe`; starting agents on a standalone manifest directory in :mod:`lab.agents`;
+the documents they read (and that tests and benchmarks build) in :mod:`lab.manifests`;
+membership processes in :mod:`lab.membership`.  Every wait for an outcome goes through
+:mod:`lab.waiting` (``wait_for``/``eventually``, and ``holds``/``always`` for "nothing happened");
+every lab failure is a :class:`LabError` (:mod:`lab.errors`).
 
 ``Lab(nodes, topology=Topology(...))`` builds another addressing (LAN prefixes, several
 routers, the nodes' interface name, AnyIP prefixes, extra LAN hosts); :mod:`lab.cluster`
@@ -49,6 +53,16 @@ derives one from a rendered stack and deploys that install whole (cluster mode),
 Kubernetes API stand-in of :mod:`lab.apiserver`.
 """
 
-from lab.netns import HOSTS_FIXED, VIP_PORT, VIP_V4_NET, VIP_V6_NET, Lab, LabError, Topology
+from lab.errors import LabError, WaitTimeout
+from lab.netns import HOSTS_FIXED, VIP_PORT, VIP_V4_NET, VIP_V6_NET, Lab, Topology
 
-__all__ = ["HOSTS_FIXED", "VIP_PORT", "VIP_V4_NET", "VIP_V6_NET", "Lab", "LabError", "Topology"]
+__all__ = [
+    "HOSTS_FIXED",
+    "VIP_PORT",
+    "VIP_V4_NET",
+    "VIP_V6_NET",
+    "Lab",
+    "LabError",
+    "Topology",
+    "WaitTimeout",
+]

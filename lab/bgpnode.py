@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ironlb.agent.announcements import BFDSettings, BGPRoute, BGPSession, Plan
-from lab.netns import Lab, LabError
+from lab.errors import LabError
+from lab.netns import Lab
+from lab.waiting import eventually
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -110,21 +112,20 @@ class NodeShell:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await asyncio.open_unix_connection(str(self.socket), limit=1 << 26)
+        except OSError:  # not listening yet
+            return None
+
     async def _call(self, req: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
         if self._writer is None:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    self._reader, self._writer = await asyncio.open_unix_connection(
-                        str(self.socket), limit=1 << 26
-                    )
-                    break
-                except OSError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise LabError(
-                            f"bgpnode on {self.node}: {self.lab.log(f'bgpnode-{self.node}')}"
-                        ) from None
-                    await asyncio.sleep(0.05)
+            self._reader, self._writer = await eventually(
+                f"bgpnode on {self.node} to accept connections",
+                self._connect,
+                timeout=20,
+                abort=self.lab.exited(self.proc),
+            )
         assert self._reader is not None and self._writer is not None
         self._writer.write(json.dumps(req).encode() + b"\n")
         await self._writer.drain()

@@ -47,8 +47,9 @@ from lab.cluster import scenario
 from lab.cluster.checks import expected_families
 from lab.cluster.deploy import Cluster
 from lab.cluster.topology import TopologyError
-from lab.netns import LabError
+from lab.errors import LabError, WaitTimeout
 from lab.probe import arping_macs, ndisc_mac, who_serves
+from lab.waiting import wait_for
 
 COLUMNS = ("SERVICE", "IP", "MODE", "OWNER / NEXT HOPS", "CLIENT TCP")
 #: Programs the lab runs (``./scripts/setup`` installs them).
@@ -296,13 +297,18 @@ def _failover_hint(cluster: Cluster, rows: Sequence[Row]) -> str:
 
 def converge(observer: Observer, timeout: float, interval: float = 0.5) -> tuple[list[Row], bool]:
     """Rows once every address is ready (bounded by ``timeout``); the last rows and whether they are."""
-    deadline = time.monotonic() + timeout
-    while True:
+    try:
+        rows = wait_for(
+            "every address to be ready",
+            observer.rows,
+            lambda rows: all(r.ready for r in rows),
+            timeout=timeout,
+            interval=interval,
+        )
+    except WaitTimeout:
         rows = observer.rows()
-        done = all(r.ready for r in rows)
-        if done or time.monotonic() > deadline:
-            return rows, done
-        time.sleep(interval)
+        return rows, all(r.ready for r in rows)
+    return rows, True
 
 
 def _deploy(cluster: Cluster, err: TextIO) -> None:

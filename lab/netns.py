@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import os
 import secrets
 import shutil
@@ -26,13 +27,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, TypeVar
+
+from lab.errors import LabError
+from lab.waiting import wait_for
 
 T = TypeVar("T")
 
@@ -102,10 +105,6 @@ class Topology:
     def prefix_len(self, lan: str, family: int) -> int:
         v4, v6 = self.lan if lan == "lan" else self.ext
         return ip_network(v4 if family == 4 else v6).prefixlen
-
-
-class LabError(RuntimeError):
-    """A lab command failed; the message carries the command and its stderr."""
 
 
 def _ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -420,22 +419,26 @@ class Lab:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def exited(self, proc: subprocess.Popen[bytes]) -> Callable[[], str | None]:
+        """An ``abort`` for :mod:`lab.waiting`: once ``proc`` has exited, its exit code and log tail."""
+        name = self._names.get(proc.pid, str(proc.pid))
+
+        def exited() -> str | None:
+            return (
+                None if proc.poll() is None else f"{name} exited {proc.returncode}:\n{self.log(name)[-3000:]}"
+            )
+
+        return exited
+
     def start_vip_servers(self, port: int = VIP_PORT) -> None:
         """Start the "reply with my node name" TCP server on every node; wait until they listen."""
-        for node in self.nodes:
-            self.spawn(
-                node,
-                [sys.executable, "-m", "lab.vipserver", "--name", node, "--port", str(port)],
-                name=f"vipserver-{node}",
+        argv = [sys.executable, "-m", "lab.vipserver", "--port", str(port)]
+        procs = {n: self.spawn(n, [*argv, "--name", n], name=f"vipserver-{n}") for n in self.nodes}
+        for node, proc in procs.items():
+            wait_for(
+                f"the vipserver on {node} to listen on :{port}",
+                functools.partial(self.run, node, "ss", "-Htln", f"sport = :{port}", check=False),
+                lambda done: done.stdout.strip(),
+                interval=0.02,
+                abort=self.exited(proc),
             )
-        deadline = time.monotonic() + 10
-        for node in self.nodes:
-            while True:
-                out = self.run(node, "ss", "-Htln", f"sport = :{port}", check=False).stdout
-                if out.strip():
-                    break
-                if time.monotonic() > deadline:
-                    raise LabError(
-                        f"vipserver on {node} did not listen on :{port}: {self.log(f'vipserver-{node}')}"
-                    )
-                time.sleep(0.02)

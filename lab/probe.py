@@ -11,11 +11,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-from lab.netns import VIP_PORT, Lab, LabError
-
-T = TypeVar("T")
+from lab.errors import LabError
+from lab.netns import VIP_PORT, Lab
+from lab.waiting import wait_for
 
 _MAC = re.compile(r"\[([0-9a-fA-F:]{17})\]")
 _NDISC_MAC = re.compile(r"Target link-layer address:\s*([0-9A-Fa-f:]{17})")
@@ -55,7 +54,7 @@ class NeighWatch:
     def __init__(self, lab: Lab, host: str) -> None:
         self.lab, self.name = lab, f"neighwatch-{host}-{time.monotonic_ns()}"
         self.proc: subprocess.Popen[bytes] = lab.spawn(host, ["ip", "monitor", "neigh"], name=self.name)
-        time.sleep(0.2)  # let it subscribe before the caller acts
+        wait_subscribed(lab, host, self.proc)  # before the caller acts, or its first change is missed
 
     def stop(self) -> None:
         self.lab.stop(self.proc, signal.SIGTERM, timeout=5)
@@ -67,6 +66,50 @@ class NeighWatch:
             if words and words[0] == ip and "lladdr" in words:
                 out.append(words[words.index("lladdr") + 1].lower())
         return out
+
+
+def netlink_groups(lab: Lab, host: str, pid: int) -> int:
+    """The netlink multicast groups (first 32, a bit mask) process ``pid`` listens to in ``host``'s
+    namespace; 0 until it has bound its socket (``/proc/net/netlink`` there: Pid is the port id,
+    which the kernel sets to the process id for its first socket)."""
+    groups = 0
+    for line in lab.run(host, "cat", "/proc/net/netlink").stdout.splitlines()[1:]:
+        words = line.split()
+        if len(words) > 3 and words[2] == str(pid):
+            groups |= int(words[3], 16)
+    return groups
+
+
+def wait_subscribed(lab: Lab, host: str, proc: subprocess.Popen[bytes], timeout: float = 10) -> int:
+    """Wait until ``proc`` (an ``ip monitor``) has joined its netlink groups; return them."""
+    return wait_for(
+        f"pid {proc.pid} to subscribe to netlink events in {host}",
+        lambda: netlink_groups(lab, host, proc.pid),
+        timeout=timeout,
+        interval=0.02,
+        abort=lab.exited(proc),
+    )
+
+
+def log_line(
+    lab: Lab,
+    name: str,
+    proc: subprocess.Popen[bytes],
+    ok: Callable[[str], object],
+    what: str,
+    timeout: float = 20,
+) -> str:
+    """The first line spawned process ``name`` wrote to its log for which ``ok`` holds
+    (waiting for it; giving up, with its log, when it exits without one)."""
+    lines = wait_for(
+        what,
+        lambda: lab.log(name).splitlines(),
+        lambda found: any(ok(line) for line in found),
+        timeout=timeout,
+        interval=0.02,
+        abort=lab.exited(proc),
+    )
+    return next(line for line in lines if ok(line))
 
 
 def rss_mb(pid: int) -> float:
@@ -88,16 +131,3 @@ def who_serves(lab: Lab, host: str, ip: str, port: int = VIP_PORT, timeout: floa
     name = proc.stdout.strip()
     return name or None
 
-
-def wait_for(
-    what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout: float = 10, interval: float = 0.1
-) -> T:
-    """Poll ``probe`` until ``ok(value)``; raise LabError naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out after {timeout} s waiting for {what}; last value: {value!r}")
-        time.sleep(interval)

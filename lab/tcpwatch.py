@@ -11,6 +11,9 @@ import socket
 import sys
 import time
 
+from lab.errors import WaitTimeout
+from lab.waiting import wait_for
+
 
 def ask(ip: str, port: int, timeout: float) -> str | None:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
@@ -27,19 +30,31 @@ def main() -> int:
     ip, port, old = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     limit = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
     deadline = time.monotonic() + limit
-    while ask(ip, port, 0.5) != old:
-        if time.monotonic() > deadline:
-            print("never-ready", flush=True)
-            return 1
-        time.sleep(0.01)
+    try:
+        wait_for(
+            f"{old} to answer",
+            lambda: ask(ip, port, 0.5),
+            lambda who: who == old,
+            timeout=limit,
+            interval=0.01,
+        )
+    except WaitTimeout:
+        print("never-ready", flush=True)
+        return 1
     print("ready", flush=True)
-    while time.monotonic() < deadline:
-        who = ask(ip, port, 0.05)
-        if who is not None and who != old:
-            print(f"moved {who} {time.monotonic():.6f}", flush=True)
-            return 0
-    print("timeout", flush=True)
-    return 1
+    try:
+        who = wait_for(
+            "another node to answer",
+            lambda: ask(ip, port, 0.05),
+            lambda who: who is not None and who != old,
+            timeout=max(0.0, deadline - time.monotonic()),
+            interval=0,
+        )
+    except WaitTimeout:
+        print("timeout", flush=True)
+        return 1
+    print(f"moved {who} {time.monotonic():.6f}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

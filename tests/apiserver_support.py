@@ -64,10 +64,6 @@ async def sa_client(apiserver: ApiServer, admin: AdminClient, namespace: str, na
     return client_for_token(apiserver, await admin.token(namespace, name), namespace)
 
 
-def namespace(name: str, **labels: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
-
-
 def service_account_rbac(
     namespace: str,
     name: str,
@@ -114,14 +110,3 @@ def service_account_rbac(
             }
         )
     return out
-
-
-def service(name: str, ns: str = "default", **spec: Any) -> dict[str, Any]:
-    body = {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}], **spec}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": body}
-
-
-def pool(name: str, *addresses: str) -> dict[str, Any]:
-    """An IronLB IPPool (load ``ironlb.crds.crd_manifests()`` first)."""
-    spec = {"addresses": list(addresses)}
-    return {"apiVersion": "ironlb.io/v1alpha1", "kind": "IPPool", "metadata": {"name": name}, "spec": spec}

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import kmock as km
 import yaml
@@ -35,10 +34,12 @@ from ironlb.agent.kube.informer import Caches, InformerSettings
 from ironlb.agent.kube.writers import Writer
 from ironlb.components.node_agent import NodeAgent
 from ironlb.components.offline import manifests, run_mocked
+from lab.manifests import namespace
 from tests.apiserver_support import service_account_rbac
 
 NS = "ironlb-system"
 KEY = "a-membership-key-of-at-least-32-bytes"
+T = TypeVar("T")
 SERVICE_NAMESPACES = ("team-a", "team-b", "red-ns", "blue-ns")  # "default" exists already
 
 
@@ -70,12 +71,9 @@ def kmock_put(mock: Any, kind: Kind, body: dict[str, Any]) -> None:
 
 def rendered_install(**args: Any) -> list[dict[str, Any]]:
     """What ``NodeAgent`` renders: CRDs, both roles' RBAC, settings, workloads (secrets redacted)."""
-    ev = run_mocked(lambda: NodeAgent("ironlb", {"membership_key": KEY, **args}) and None)
+    settings: Any = {"membership_key": KEY, **args}  # NodeAgentArgs, as each test passes them
+    ev = run_mocked(lambda: NodeAgent("ironlb", settings) and None)
     return manifests(ev)
-
-
-def namespace(name: str, **labels: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
 async def install(admin: Any, *extra: dict[str, Any], **args: Any) -> None:
@@ -158,53 +156,6 @@ def violations(apiserver: Any, *roles: str) -> dict[str, list[Any]]:
     return out
 
 
-def service(
-    name: str,
-    namespace: str = "default",
-    *,
-    annotations: dict[str, str] | None = None,
-    cls: str | None = "ironlb.io/ironlb",
-    type_: str = "LoadBalancer",
-    **spec: Any,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": type_, "ports": [{"port": 80, "protocol": "TCP"}], **spec}
-    if cls is not None:
-        body["loadBalancerClass"] = cls
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
-        "spec": body,
-    }
-
-
-def crd(kind: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "ironlb.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
-def pool(name: str, *addresses: str, **spec: Any) -> dict[str, Any]:
-    return crd("IPPool", name, addresses=list(addresses), **spec)
-
-
-def tenant(name: str, namespaces: list[str], pools: list[str], quota: int | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"namespaces": namespaces, "pools": pools}
-    if quota is not None:
-        spec["maxAddresses"] = quota
-    return crd("Tenant", name, **spec)
-
-
-def node(name: str, ip: str, ready: str = "True", **labels: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
-        "status": {
-            "conditions": [{"type": "Ready", "status": ready}],
-            "addresses": [{"type": "InternalIP", "address": ip}],
-        },
-    }
-
-
 async def get(admin: Any, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
     found = await admin.get(kind.api_version, kind.kind, name, namespace=namespace)
     return found or {}
@@ -218,20 +169,6 @@ async def events(admin: Any, name: str | None = None) -> list[tuple[str, str, st
     return out
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``check`` (a function or a coroutine function) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value {value!r}")
-        await asyncio.sleep(0.05)
-
-
 def ingress_ips(doc: dict[str, Any]) -> list[str]:
     return [i.get("ip") for i in ((doc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
 
@@ -243,6 +180,12 @@ def annotation(doc: dict[str, Any], key: str) -> str | None:
 
 def names(items: Iterable[dict[str, Any]]) -> list[str]:
     return sorted(str(i["metadata"]["name"]) for i in items)
+
+
+def generator(views: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """A source's ``views()`` as the async generator it is, so a test can ``aclose`` it."""
+    assert isinstance(views, AsyncGenerator), type(views)
+    return views
 
 
 async def cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:

@@ -94,11 +94,14 @@ class Sim:
 
     def until(self, predicate: Callable[[], bool], limit: float = 10.0, max_step: float = 0.005,
               min_step: float = 0.0005) -> float:
-        """Run until ``predicate()`` holds; return the simulated seconds it took."""
+        """Run until ``predicate()`` holds; return the simulated seconds it took.  (The simulated
+        clock's own wait: :mod:`lab.waiting` waits on the wall clock.)  A failure shows every
+        table's live set, the last state the predicate saw."""
         start = self.now
         while not predicate():
             if self.now - start > limit:
-                raise AssertionError(f"not reached within {limit} simulated seconds")
+                live = {n: sorted(self.live(n)) for n in self.names if n not in self.crashed}
+                raise AssertionError(f"not reached within {limit} simulated seconds; live sets: {live}")
             self.run(min_step, max_step, min_step)
         return self.now - start
 

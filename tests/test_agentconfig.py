@@ -54,7 +54,8 @@ def test_defaults_are_pinned_and_clear_of_metallb() -> None:
 
 
 def rendered_config(**args: Any) -> tuple[str, AgentConfig]:
-    ev = run_mocked(lambda: NodeAgent("ironlb", {"membership_key": KEY, **args}) and None)
+    settings: Any = {"membership_key": KEY, **args}  # NodeAgentArgs, as each test passes them
+    ev = run_mocked(lambda: NodeAgent("ironlb", settings) and None)
     cm = next(m for m in manifests(ev) if m["kind"] == "ConfigMap")
     text = cm["data"]["agent.yaml"]
     return text, agentconfig.parse(yaml.safe_load(text), "rendered ConfigMap")
@@ -98,7 +99,7 @@ def test_every_key_is_read_by_the_agent() -> None:
     unread = []
     for key in agentconfig.leaf_keys():
         leaf = key.rpartition(".")[2]
-        attr = re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), leaf)
+        attr = re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + str(m.group(1)).lower(), leaf)
         if not re.search(rf"\.{attr}\b", code):
             unread.append(key)
     assert unread == [], f"settings no agent code reads: {unread}"

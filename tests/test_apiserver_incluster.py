@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,9 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.resources.core_v1 import Service
 
 from lab.apiserver import AdminClient, ApiServer
-from tests.apiserver_support import admin, apiserver, service, service_account_rbac  # noqa: F401
+from lab.manifests import service
+from lab.waiting import wait_for
+from tests.apiserver_support import admin, apiserver, service_account_rbac  # noqa: F401
 
 READ_SERVICES = [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]}]
 
@@ -110,11 +111,12 @@ def test_the_server_process_and_a_pod_reading_the_real_mount_path() -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            assert server.poll() is None, server.communicate()[0]
-            assert time.monotonic() < deadline, "the socket never appeared"
-            time.sleep(0.05)
+        wait_for(
+            "the API server's admin socket",
+            sock.exists,
+            timeout=30,
+            abort=lambda: None if server.poll() is None else f"exited: {server.communicate()[0]}",
+        )
         token = asyncio.run(_prepare(sock))
         mount_account(work / "account", token, work / "pki" / "ca.crt", "default")
         script = (

@@ -14,7 +14,8 @@ import pytest
 from ironlb.crds import crd_manifests
 from lab.apiserver import AdminClient, ApiServer
 from lab.apiserver.handler import parse_path
-from tests.apiserver_support import admin, apiserver, namespace, pool, service  # noqa: F401
+from lab.manifests import namespace, pool, service
+from tests.apiserver_support import admin, apiserver  # noqa: F401
 
 SVC = "/api/v1/namespaces/default/services"
 POOLS = "/apis/ironlb.io/v1alpha1/ippools"

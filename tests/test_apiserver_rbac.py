@@ -20,15 +20,8 @@ from lightkube.types import PatchType
 from lab.apiserver import AdminClient, ApiServer
 from lab.apiserver.rbac import Attributes, Authorizer, User, rule_allows
 from lab.apiserver.store import Store
-from tests.apiserver_support import (  # noqa: F401
-    admin,
-    apiserver,
-    client_for_token,
-    namespace,
-    sa_client,
-    service,
-    service_account_rbac,
-)
+from lab.manifests import namespace, service
+from tests.apiserver_support import admin, apiserver, client_for_token, sa_client, service_account_rbac  # noqa: F401
 
 READ = ["get", "list", "watch"]
 

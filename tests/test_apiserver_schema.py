@@ -17,7 +17,8 @@ from ironlb.crds import crd_manifests
 from lab.apiserver import AdminClient, ApiServer
 from lab.apiserver.pruning import prune
 from lab.apiserver.resources import BUILTINS, types_of_crd
-from tests.apiserver_support import admin, apiserver, service  # noqa: F401
+from lab.manifests import bgp_peer, service
+from tests.apiserver_support import admin, apiserver  # noqa: F401
 
 GV = "ironlb.io/v1alpha1"
 
@@ -28,11 +29,6 @@ def thing_crd(schema: dict[str, Any]) -> dict[str, Any]:
     names = {"plural": "things", "kind": "Thing"}
     spec = {"group": "example.com", "scope": "Cluster", "names": names, "versions": [version]}
     return {"metadata": {"name": "things.example.com"}, "spec": spec}
-
-
-def peer(name: str = "tor", **spec: Any) -> dict[str, Any]:
-    body = {"myASN": 64512, "peerASN": 64513, "peerAddress": "192.0.2.1", **spec}
-    return {"apiVersion": GV, "kind": "BGPPeer", "metadata": {"name": name}, "spec": body}
 
 
 async def test_a_status_field_the_crd_does_not_declare_is_pruned_and_reported(
@@ -100,7 +96,7 @@ async def test_schema_violations_are_422_with_field_paths(
 
 async def test_enums_and_nullable(admin: AdminClient) -> None:
     await admin.load(crd_manifests())
-    (created,) = await admin.load([peer(holdTime=None)])  # nullable: null is kept
+    (created,) = await admin.load([bgp_peer(holdTime=None)])  # nullable: null is kept
     assert created["spec"]["holdTime"] is None
     bad = {"status": {"sessions": [{"node": "n1", "state": "Dancing"}]}}
     code, answer = await admin.request(
@@ -116,21 +112,21 @@ async def test_cel_rules_of_our_crds_reject_what_the_model_rejects(
     apiserver: ApiServer, admin: AdminClient
 ) -> None:
     await admin.load(crd_manifests())
-    code, answer = await admin.request("POST", "/apis/ironlb.io/v1alpha1/bgppeers", peer(holdTime=2))
+    code, answer = await admin.request("POST", "/apis/ironlb.io/v1alpha1/bgppeers", bgp_peer(holdTime=2))
     assert code == 422, answer
     assert "holdTime must be 0 or 3-65535 seconds" in answer["message"]
     assert answer["details"]["causes"][0]["field"] == "spec"
     code, answer = await admin.request(
-        "POST", "/apis/ironlb.io/v1alpha1/bgppeers", peer(holdTime=9, keepaliveTime=9)
+        "POST", "/apis/ironlb.io/v1alpha1/bgppeers", bgp_peer(holdTime=9, keepaliveTime=9)
     )
     assert code == 422 and "keepaliveTime must be less than holdTime" in answer["message"]
     selector = {"matchExpressions": [{"key": "a", "operator": "In"}]}
     code, answer = await admin.request(
-        "POST", "/apis/ironlb.io/v1alpha1/bgppeers", peer(nodeSelector=selector)
+        "POST", "/apis/ironlb.io/v1alpha1/bgppeers", bgp_peer(nodeSelector=selector)
     )
     assert code == 422 and answer["details"]["causes"][0]["field"] == "spec.nodeSelector.matchExpressions[0]"
     code, _ = await admin.request(
-        "POST", "/apis/ironlb.io/v1alpha1/bgppeers", peer(holdTime=9, keepaliveTime=3)
+        "POST", "/apis/ironlb.io/v1alpha1/bgppeers", bgp_peer(holdTime=9, keepaliveTime=3)
     )
     assert code == 201
     assert apiserver.report()["counts"]["unsupported"] == 0  # our rules are plain CEL, all enforced
@@ -142,14 +138,14 @@ async def test_cel_rules_cel_python_cannot_run_are_reported_not_enforced(
     crd = copy.deepcopy(next(c for c in crd_manifests() if c["spec"]["names"]["kind"] == "BGPPeer"))
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     spec["x-kubernetes-validations"] = [{"rule": "isIP(self.peerAddress)", "message": "an IP"}]
-    await admin.load([crd, peer()])
+    await admin.load([crd, bgp_peer()])
     (unsupported,) = apiserver.report()["violations"]["unsupported"]
     assert "isIP" in unsupported["message"]
 
 
 async def test_crd_defaults_are_applied(admin: AdminClient) -> None:
     await admin.load(crd_manifests())
-    (created,) = await admin.load([peer()])
+    (created,) = await admin.load([bgp_peer()])
     assert created["spec"]["peerPort"] == 179 and created["spec"]["connectTime"] == 5
     assert created["spec"]["ebgpMultiHop"] is False
 

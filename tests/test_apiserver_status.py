@@ -14,7 +14,8 @@ from typing import Any
 
 from ironlb.crds import crd_manifests
 from lab.apiserver import AdminClient, ApiServer
-from tests.apiserver_support import admin, apiserver, pool, service  # noqa: F401
+from lab.manifests import namespace, node, pool, service
+from tests.apiserver_support import admin, apiserver  # noqa: F401
 
 SVC = "/api/v1/namespaces/default/services"
 INGRESS = {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
@@ -58,15 +59,9 @@ async def test_create_resets_status_where_there_is_a_subresource(
     body["status"] = INGRESS
     (created,) = await admin.load([body])
     assert "status" not in created or created["status"] in ({}, None)
-    node = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": "n1"},
-        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-    }
-    (stored,) = await admin.load([node])
+    (stored,) = await admin.load([node("n1")])
     assert stored["status"]["conditions"][0]["type"] == "Ready"  # Node keeps status on create
-    (ns,) = await admin.load([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}])
+    (ns,) = await admin.load([namespace("x")])
     assert ns["status"] == {"phase": "Active"}
 
 

@@ -19,7 +19,9 @@ import pytest
 
 from ironlb.crds import crd_manifests
 from lab.apiserver import AdminClient, ApiServer
-from tests.apiserver_support import admin, apiserver, pool, service  # noqa: F401
+from lab.manifests import pool, service
+from lab.waiting import eventually
+from tests.apiserver_support import admin, apiserver  # noqa: F401
 
 SVC = "/api/v1/namespaces/default/services"
 
@@ -108,6 +110,11 @@ async def test_generation_moves_on_spec_changes_only(admin: AdminClient) -> None
     assert out["metadata"]["generation"] == 2
 
 
+async def watching(apiserver: ApiServer) -> None:
+    """Wait until the server holds a watch (the one a test just opened)."""
+    await eventually("a watch to be registered", lambda: apiserver.state.store.watchers, interval=0.01)
+
+
 async def test_a_watch_without_resource_version_starts_with_added(
     apiserver: ApiServer, admin: AdminClient
 ) -> None:
@@ -123,7 +130,7 @@ async def test_a_watch_from_a_resource_version_replays_only_what_came_after(
     await admin.load([service("b")])
     await admin.patch("v1", "Service", "a", {"metadata": {"labels": {"x": "1"}}}, namespace="default")
     task = asyncio.create_task(watch(apiserver, SVC, 3, resourceVersion=str(rv(a))))
-    await asyncio.sleep(0.2)
+    await watching(apiserver)  # the delete below arrives live, not replayed
     await admin.delete("v1", "Service", "b", "default")
     events = await task
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
@@ -155,7 +162,7 @@ async def test_a_selector_watch_sees_objects_enter_and_leave(
 ) -> None:
     await admin.load([service("a")])
     task = asyncio.create_task(watch(apiserver, SVC, 2, labelSelector="tier=web"))
-    await asyncio.sleep(0.2)
+    await watching(apiserver)
     await admin.patch("v1", "Service", "a", {"metadata": {"labels": {"tier": "web"}}}, namespace="default")
     await admin.patch("v1", "Service", "a", {"metadata": {"labels": {"tier": "db"}}}, namespace="default")
     events = await task
@@ -190,8 +197,6 @@ async def test_a_closed_watch_leaves_no_watcher_behind(apiserver: ApiServer, adm
     await admin.load([service("a")])
     store = apiserver.state.store
     assert await watch(apiserver, SVC, 1)  # the client disconnects after one event
-    async with asyncio.timeout(5):
-        while store.watchers:
-            await asyncio.sleep(0.02)
+    await eventually("no watcher left", lambda: store.watchers, lambda n: n == 0, timeout=5, interval=0.02)
     await admin.load([service("b")])  # and writes after it still work
     assert store.watchers == 0

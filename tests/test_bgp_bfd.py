@@ -20,18 +20,11 @@ from ironlb.components.offline import manifests, run_mocked
 from ironlb.config import parse
 from ironlb.crds import crd_manifests
 from ironlb.errors import ConfigError
-
-
-def doc(kind: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "ironlb.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
-def peer(name: str = "tor", **spec: Any) -> dict[str, Any]:
-    return doc("BGPPeer", name, **{"myASN": 64513, "peerASN": 64512, "peerAddress": "10.0.0.1", **spec})
+from lab.manifests import bgp_peer, resource
 
 
 def test_a_profile_has_metallbs_fields_and_defaults() -> None:
-    config = parse([doc("BFDProfile", "default")])
+    config = parse([resource("BFDProfile", "default")])
     spec = config.bfd_profiles["default"].spec
     assert (spec.receiveInterval, spec.transmitInterval, spec.detectMultiplier) == (300, 300, 3)
     assert (spec.echoMode, spec.passiveMode, spec.minimumTtl) == (False, False, None)
@@ -40,32 +33,32 @@ def test_a_profile_has_metallbs_fields_and_defaults() -> None:
 
 INVALID = [
     pytest.param(
-        [doc("BFDProfile", "p", echoMode=True)],
+        [resource("BFDProfile", "p", echoMode=True)],
         'BFDProfile "p": echoMode "True": must be false: the BGP speaker (BIRD 2) implements no BFD echo',
         id="echo mode is refused: the speaker has none",
     ),
     pytest.param(
-        [doc("BFDProfile", "p", transmitInterval=9)],
+        [resource("BFDProfile", "p", transmitInterval=9)],
         'BFDProfile "p": transmitInterval "9": must be 10-60000',
         id="intervals below 10 ms are refused",
     ),
     pytest.param(
-        [doc("BFDProfile", "p", detectMultiplier=256)],
+        [resource("BFDProfile", "p", detectMultiplier=256)],
         'BFDProfile "p": detectMultiplier "256": must be 2-255',
         id="the multiplier fits a byte and is at least 2",
     ),
     pytest.param(
-        [peer(bfdProfile="nope")],
+        [bgp_peer(bfdProfile="nope")],
         'BGPPeer "tor": bfdProfile "nope": names no BFDProfile (known: none defined)',
         id="a peer names a profile that does not exist",
     ),
     pytest.param(
-        [doc("BFDProfile", "p", minimumTtl=250), peer(ebgpMultiHop=True, bfdProfile="p")],
+        [resource("BFDProfile", "p", minimumTtl=250), bgp_peer(ebgpMultiHop=True, bfdProfile="p")],
         'BGPPeer "tor": bfdProfile "p": sets minimumTtl 250, which the speaker cannot enforce on multihop',
         id="a multihop peer cannot use a minimum TTL",
     ),
     pytest.param(
-        [peer(enableGracefulRestart=True, gracefulRestartTime=4096)],
+        [bgp_peer(enableGracefulRestart=True, gracefulRestartTime=4096)],
         'BGPPeer "tor": gracefulRestartTime "4096": must be 1-4095',
         id="the restart time fits the 12-bit capability field",
     ),
@@ -82,7 +75,7 @@ def test_invalid_bfd_and_gr_settings_name_object_field_value(
 
 
 def test_a_single_hop_peer_may_use_a_minimum_ttl_it_always_exceeds() -> None:
-    config = parse([doc("BFDProfile", "p", minimumTtl=250), peer(bfdProfile="p")])
+    config = parse([resource("BFDProfile", "p", minimumTtl=250), bgp_peer(bfdProfile="p")])
     assert config.peers["tor"].spec.bfdProfile == "p"
 
 
@@ -136,7 +129,7 @@ def test_the_component_refuses_echo_mode_at_preview() -> None:
 def test_the_planner_and_the_speaker_config_carry_the_profile() -> None:
     config = parse(
         [
-            doc(
+            resource(
                 "BFDProfile",
                 "fast",
                 receiveInterval=50,
@@ -144,8 +137,8 @@ def test_the_planner_and_the_speaker_config_carry_the_profile() -> None:
                 detectMultiplier=4,
                 passiveMode=True,
             ),
-            peer(bfdProfile="fast", enableGracefulRestart=True, gracefulRestartTime=30),
-            peer("plain", peerAddress="10.0.0.2"),
+            bgp_peer(bfdProfile="fast", enableGracefulRestart=True, gracefulRestartTime=30),
+            bgp_peer("plain", peerAddress="10.0.0.2"),
         ]
     )
     view = ClusterView(config=config, nodes={"n1": NodeInfo("n1", addresses=("10.0.0.11",))})

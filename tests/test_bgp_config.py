@@ -14,21 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from ironlb.agent.announcements import BFDSettings, BGPSession
+from ironlb.agent.announcements import BFDSettings
 from ironlb.agent.bgp import birdconf, birdctl
 from ironlb.agent.bgp.birdconf import Peering, Route
+from tests.factories import bgp_session
 
-SESSION = BGPSession(
-    name="tor-a.rack1",
-    peer_address="10.0.0.1",
-    peer_asn=64512,
-    local_asn=64513,
-    router_id="10.0.0.11",
-    source_address="10.0.0.11",
-    hold_time=9,
-    keepalive_time=3,
-    connect_time=2,
-    next_hops=("10.0.0.11", "fd00::11"),
+SESSION = bgp_session(
+    name="tor-a.rack1", hold_time=9, keepalive_time=3, connect_time=2, next_hops=("10.0.0.11", "fd00::11")
 )
 
 

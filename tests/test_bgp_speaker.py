@@ -17,9 +17,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +29,8 @@ from ironlb.agent.bgp.birdconf import Peering
 from ironlb.agent.bgp.settings import BGPSettings
 from ironlb.agent.bgp.shell import BGPShell, wanted_routes
 from ironlb.agent.bgp.speaker import Speaker, SpeakerError
+from lab.waiting import eventually, wait_for
+from tests.factories import bgp_session
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -56,30 +58,23 @@ def run_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="ironlb-test-bgp-"))
     try:
         yield path
-        deadline = time.monotonic() + 5
-        while processes_using(path):
-            assert time.monotonic() < deadline, f"processes left running from {path}: {processes_using(path)}"
-            time.sleep(0.05)
+        wait_for(
+            f"no process left running from {path}",
+            lambda: processes_using(path),
+            lambda pids: not pids,
+            timeout=5,
+        )
     finally:
         for pid in processes_using(path):  # only what this test started, by PID
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(path, ignore_errors=True)
 
 
-def session(**kw: object) -> BGPSession:
-    base = BGPSession(
-        name="tor",
-        peer_address="127.0.0.1",
-        peer_asn=64512,
-        local_asn=64513,
-        router_id="10.0.0.11",
-        source_address="127.0.0.1",
-        hold_time=3,
-        keepalive_time=1,
-        peer_port=1,
-        next_hops=("127.0.0.1", "::1"),
-    )
-    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+def session(**kw: Any) -> BGPSession:
+    """A session to a peer on loopback that never answers (port 1), with short timers."""
+    loopback = {"peer_address": "127.0.0.1", "source_address": "127.0.0.1", "peer_port": 1}
+    timers = {"hold_time": 3, "keepalive_time": 1}
+    return bgp_session(**{**loopback, **timers, "next_hops": ("127.0.0.1", "::1"), **kw})
 
 
 def settings(run_dir: Path, **kw: object) -> BGPSettings:
@@ -157,10 +152,12 @@ async def test_a_dead_bird_is_restarted_on_the_latest_configuration(run_dir: Pat
         assert sp.proc is not None
         first = sp.proc.pid
         os.killpg(first, signal.SIGKILL)
-        deadline = time.monotonic() + 15
-        while not (sp.running and sp.counters["starts"] == 2 and sp.ctl is not None):
-            assert time.monotonic() < deadline, f"not restarted: {sp.status()}"
-            await asyncio.sleep(0.05)
+        await eventually(
+            "BIRD restarted (the speaker's status)",
+            sp.status,
+            lambda _: sp.running and sp.counters["starts"] == 2 and sp.ctl is not None,
+            timeout=15,
+        )
         assert sp.proc.pid != first and "BIRD exited" in sp.last_error
         await sp.refresh()
         assert birdconf.protocol_name("latest") in sp.protocols
@@ -203,10 +200,9 @@ def test_bird_dies_with_the_agent_and_the_next_agent_cleans_up(run_dir: Path) ->
         assert alive(bird_pid)
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(5)
-        deadline = time.monotonic() + 5
-        while alive(bird_pid):
-            assert time.monotonic() < deadline, "BIRD outlived the agent"
-            time.sleep(0.02)
+        wait_for(
+            "BIRD to die with the agent", lambda: alive(bird_pid), lambda up: not up, timeout=5, interval=0.02
+        )
     finally:
         if agent.poll() is None:
             os.killpg(agent.pid, signal.SIGKILL)

@@ -25,6 +25,7 @@ from ironlb.components.args import to_args, to_spec
 from ironlb.components.offline import SECRET_SIG, Evaluation, Recorded, manifests, run_mocked
 from ironlb.config import load_objects, parse
 from ironlb.model import ANN_IPS, ANN_POOL, ANN_SHARING, LOAD_BALANCER_CLASS
+from lab.manifests import pool, tenant
 
 PASSWORD = "pa55-w0rd-never-shown"
 KEY = "membership-key-never-shown-0123456789"  # at least 32 bytes, as the component requires
@@ -40,7 +41,8 @@ def kinds(resources: list[Recorded]) -> list[tuple[str, str]]:
 
 
 def agent(name: str = "ironlb", **extra: Any) -> NodeAgent:
-    return NodeAgent(name, {"membership_key": pulumi.Output.secret(KEY), **extra})
+    settings: Any = {"membership_key": pulumi.Output.secret(KEY), **extra}  # NodeAgentArgs
+    return NodeAgent(name, settings)
 
 
 # --- NodeAgent ---------------------------------------------------------------------------
@@ -257,7 +259,7 @@ def test_custom_resource_spec_matches_the_schema(component, args, kind, spec):
     assert cr["spec"] == expected["spec"]
     assert cr["apiVersion"] == "ironlb.io/v1alpha1"
     read, _, issues = load_objects([cr])  # the agent reads it back as it is
-    assert issues == [] and read[0].spec == spec.model_validate(to_spec(spec, args))
+    assert issues == [] and read[0].spec == spec.model_validate(to_spec(spec, args))  # type: ignore[attr-defined]  # every kind has one
     assert [r.name for r in children(ev, f"ironlb:index:{component.__name__}", "x")] == [f"x-{kind.lower()}"]
 
 
@@ -302,7 +304,7 @@ def test_invalid_args_fail_before_anything_registers(component, args, message):
     "kind", sorted(["IPPool", "BGPPeer", "L2Advertisement", "BGPAdvertisement", "Tenant"])
 )
 def test_args_and_spec_convert_both_ways_for(kind):
-    samples = {
+    samples: dict[str, dict[str, Any]] = {
         "IPPool": {
             "addresses": ["10.0.0.0/24"],
             "avoidBuggyIPs": True,
@@ -453,30 +455,10 @@ def test_service_ip_is_empty_until_assigned():
 
 
 KNOWN = [
-    {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "IPPool",
-        "metadata": {"name": "a-pool"},
-        "spec": {"addresses": ["10.1.0.0/28"], "tenant": "a"},
-    },
-    {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "IPPool",
-        "metadata": {"name": "b-pool"},
-        "spec": {"addresses": ["10.2.0.0/28"], "tenant": "b"},
-    },
-    {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "Tenant",
-        "metadata": {"name": "a"},
-        "spec": {"namespaces": ["a"]},
-    },
-    {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "Tenant",
-        "metadata": {"name": "b"},
-        "spec": {"namespaces": ["b"]},
-    },
+    pool("a-pool", "10.1.0.0/28", tenant="a"),
+    pool("b-pool", "10.2.0.0/28", tenant="b"),
+    tenant("a", ["a"]),
+    tenant("b", ["b"]),
 ]
 
 
@@ -499,12 +481,9 @@ KNOWN = [
 )
 def test_service_checked_against_known_pools_and_tenants(args, message):
     known = parse(KNOWN)
+    service_args: Any = {"namespace": "a", "ports": [{"port": 80}], **args}  # LoadBalancerServiceArgs
     with pytest.raises(InvalidConfigError, match=message):
-        run_mocked(
-            lambda: LoadBalancerService(
-                "svc", {"namespace": "a", "ports": [{"port": 80}], **args}, known=known
-            )
-        )
+        run_mocked(lambda: LoadBalancerService("svc", service_args, known=known))
 
 
 def test_service_in_its_own_tenant_pool_is_accepted():

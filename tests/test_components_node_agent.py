@@ -16,14 +16,16 @@ KEY = "k" * 40
 
 
 def render(**args: Any) -> dict[str, dict[str, Any]]:
-    ev = run_mocked(lambda: NodeAgent("ironlb", {"membership_key": KEY, **args}) and None)
+    settings: Any = {"membership_key": KEY, **args}  # NodeAgentArgs, as each test passes them
+    ev = run_mocked(lambda: NodeAgent("ironlb", settings) and None)
     return {
         m["kind"]: m for m in manifests(ev) if m["kind"] in ("DaemonSet", "Deployment", "ConfigMap", "Secret")
     }
 
 
 def pod(found: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]:
-    return found[kind]["spec"]["template"]["spec"]
+    spec: dict[str, Any] = found[kind]["spec"]["template"]["spec"]
+    return spec
 
 
 def test_the_controller_runs_unprivileged_off_the_host_network_with_its_own_account() -> None:

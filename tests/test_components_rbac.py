@@ -8,6 +8,8 @@ never granted.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ironlb.components import rbac
@@ -57,7 +59,7 @@ EXPECTED = {
 }
 
 
-def _triples(rules):
+def _triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return {
         (g, r, v)
         for rule in rules
@@ -67,7 +69,7 @@ def _triples(rules):
     }
 
 
-def _rendered():
+def _rendered() -> dict[tuple[str, str], list[dict[str, Any]]]:
     ev = run_mocked(lambda: NodeAgent("ironlb", {"membership_key": "k" * 32}) and None)
     out = {}
     for m in manifests(ev):

@@ -9,10 +9,7 @@ import pytest
 from ironlb.config import parse
 from ironlb.errors import ConfigError
 from ironlb.model import BGPPeerSpec, parse_community
-
-
-def obj(kind: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "ironlb.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+from lab.manifests import bgp_peer, resource, service
 
 
 def errors_of(docs: list[dict[str, Any]]) -> list[str]:
@@ -25,28 +22,28 @@ def errors_of(docs: list[dict[str, Any]]) -> list[str]:
     ("docs", "message"),
     [
         (
-            [obj("IPPool", "tenant-a", addresses=["10.0.0.0/24", "10.0.0.0/33"])],
+            [resource("IPPool", "tenant-a", addresses=["10.0.0.0/24", "10.0.0.0/33"])],
             'IPPool "tenant-a": addresses[1] "10.0.0.0/33": prefix length must be 0-32 for IPv4',
         ),
         (
-            [obj("BGPPeer", "p", myASN=0, peerASN=1, peerAddress="192.0.2.1")],
+            [resource("BGPPeer", "p", myASN=0, peerASN=1, peerAddress="192.0.2.1")],
             'BGPPeer "p": myASN "0": must be 1-4294967295',
         ),
         (
             [
-                obj("IPPool", "a", addresses=["10.0.0.0/24"]),
-                obj("IPPool", "b", addresses=["10.0.0.8-10.0.0.9"]),
+                resource("IPPool", "a", addresses=["10.0.0.0/24"]),
+                resource("IPPool", "b", addresses=["10.0.0.8-10.0.0.9"]),
             ],
             'IPPool "b": addresses[0] "10.0.0.8-10.0.0.9": overlaps IPPool "a" '
             '(addresses[0] "10.0.0.0/24") in 10.0.0.8/31; pools may not overlap',
         ),
         (
-            [obj("Tenant", "t", namespaces=["x"]), obj("Tenant", "u", namespaces=["x"])],
+            [resource("Tenant", "t", namespaces=["x"]), resource("Tenant", "u", namespaces=["x"])],
             'Tenant "u": namespaces[0] "x": namespace is already owned by Tenant "t"; '
             "a namespace has one tenant",
         ),
         (
-            [obj("BGPAdvertisement", "adv", communities=["gold"])],
+            [resource("BGPAdvertisement", "adv", communities=["gold"])],
             'BGPAdvertisement "adv": communities[0] "gold": is not a literal community and no '
             "Community defines this alias (aliases: none defined)",
         ),
@@ -66,9 +63,9 @@ def test_error_messages(docs: list[dict[str, Any]], message: str) -> None:
 def test_every_error_is_collected_not_just_the_first() -> None:
     found = errors_of(
         [
-            obj("IPPool", "a", addresses=["10.0.0.0/33"]),
-            obj("BGPPeer", "p", myASN=0, peerASN=1, peerAddress="nope"),
-            obj("Tenant", "t", pools=["ghost"]),
+            resource("IPPool", "a", addresses=["10.0.0.0/33"]),
+            resource("BGPPeer", "p", myASN=0, peerASN=1, peerAddress="nope"),
+            resource("Tenant", "t", pools=["ghost"]),
         ]
     )
     assert len(found) == 4
@@ -76,14 +73,17 @@ def test_every_error_is_collected_not_just_the_first() -> None:
 
 @pytest.mark.parametrize("asn", [23456, 64500, 65535, 70000, 4294967295])
 def test_reserved_asns_warn_but_parse(asn: int) -> None:
-    config = parse([obj("BGPPeer", "p", myASN=asn, peerASN=64513, peerAddress="192.0.2.1")])
+    config = parse([resource("BGPPeer", "p", myASN=asn, peerASN=64513, peerAddress="192.0.2.1")])
     assert [w.field for w in config.warnings] == ["myASN"]
     assert all(w.warning for w in config.warnings)
 
 
 def test_a_pool_listed_by_a_tenant_belongs_to_it() -> None:
     config = parse(
-        [obj("IPPool", "a", addresses=["10.0.0.0/24"]), obj("Tenant", "t", pools=["a"], namespaces=["n"])]
+        [
+            resource("IPPool", "a", addresses=["10.0.0.0/24"]),
+            resource("Tenant", "t", pools=["a"], namespaces=["n"]),
+        ]
     )
     assert config.pools["a"].tenant == "t"
     assert config.tenant_of_namespace("n") == "t"
@@ -91,7 +91,7 @@ def test_a_pool_listed_by_a_tenant_belongs_to_it() -> None:
 
 
 def test_an_advertisement_selector_matching_no_pool_warns() -> None:
-    config = parse([obj("L2Advertisement", "l", ipPoolSelector={"matchLabels": {"x": "y"}})])
+    config = parse([resource("L2Advertisement", "l", ipPoolSelector={"matchLabels": {"x": "y"}})])
     assert "matches no IPPool's labels" in str(config.warnings[0])
 
 
@@ -184,7 +184,7 @@ POOL_FINE = [
 
 @pytest.mark.parametrize(("entry", "why"), POOL_REFUSED, ids=[e for e, _ in POOL_REFUSED])
 def test_a_pool_may_not_hold_special_purpose_addresses(entry: str, why: str) -> None:
-    [error] = errors_of([obj("IPPool", "p", addresses=["10.0.0.0/24", entry])])
+    [error] = errors_of([resource("IPPool", "p", addresses=["10.0.0.0/24", entry])])
     assert error.startswith(f'IPPool "p": addresses[1] "{entry}": ')
     assert why in error
     assert "a pool holds unicast addresses routers forward" in error, "says what is allowed"
@@ -192,14 +192,14 @@ def test_a_pool_may_not_hold_special_purpose_addresses(entry: str, why: str) -> 
 
 @pytest.mark.parametrize(("entry", "why"), POOL_WARNED, ids=[e for e, _ in POOL_WARNED])
 def test_documentation_and_benchmarking_ranges_warn_but_parse(entry: str, why: str) -> None:
-    config = parse([obj("IPPool", "p", addresses=[entry], avoidBuggyIPs=True)])
+    config = parse([resource("IPPool", "p", addresses=[entry], avoidBuggyIPs=True)])
     [warning] = [str(w) for w in config.warnings]
     assert warning.startswith(f'IPPool "p": addresses[0] "{entry}": ') and why in warning
 
 
 @pytest.mark.parametrize("entry", POOL_FINE)
 def test_private_shared_ula_and_public_ranges_are_fine(entry: str) -> None:
-    config = parse([obj("IPPool", "p", addresses=[entry], avoidBuggyIPs=True)])
+    config = parse([resource("IPPool", "p", addresses=[entry], avoidBuggyIPs=True)])
     assert not config.warnings
 
 
@@ -227,7 +227,7 @@ def test_private_shared_ula_and_public_ranges_are_fine(entry: str) -> None:
 def test_ipv4_network_and_broadcast_addresses_warn(
     entries: list[str], avoid: bool, expected: str | None
 ) -> None:
-    config = parse([obj("IPPool", "pool-x", addresses=entries, avoidBuggyIPs=avoid)])
+    config = parse([resource("IPPool", "pool-x", addresses=entries, avoidBuggyIPs=avoid)])
     found = [str(w) for w in config.warnings]
     if expected is None:
         assert not found
@@ -237,10 +237,6 @@ def test_ipv4_network_and_broadcast_addresses_warn(
 
 
 # --- BGP endpoints, aggregation, interfaces ---------------------------------------------------
-
-
-def peer(name: str = "p", **spec: Any) -> dict[str, Any]:
-    return obj("BGPPeer", name, **{"myASN": 64512, "peerASN": 64513, "peerAddress": "10.0.0.1", **spec})
 
 
 @pytest.mark.parametrize(
@@ -282,7 +278,7 @@ def peer(name: str = "p", **spec: Any) -> dict[str, Any]:
     ],
 )
 def test_bgp_endpoints_are_unicast_addresses_of_one_family(spec: dict[str, Any], message: str) -> None:
-    [error] = errors_of([peer(**spec)])
+    [error] = errors_of([bgp_peer("p", **spec)])
     assert error.startswith('BGPPeer "p": ') and message in error
 
 
@@ -302,7 +298,7 @@ def test_bgp_endpoints_are_unicast_addresses_of_one_family(spec: dict[str, Any],
     ],
 )
 def test_usual_bgp_endpoints_are_accepted(spec: dict[str, Any]) -> None:
-    parse([peer(**spec)])
+    parse([bgp_peer("p", **spec)])
 
 
 @pytest.mark.parametrize(
@@ -325,7 +321,7 @@ def test_usual_bgp_endpoints_are_accepted(spec: dict[str, Any]) -> None:
     ],
 )
 def test_aggregation_lengths_have_a_floor_per_family(spec: dict[str, Any], message: str) -> None:
-    [error] = errors_of([obj("BGPAdvertisement", "adv", **spec)])
+    [error] = errors_of([resource("BGPAdvertisement", "adv", **spec)])
     assert error.startswith('BGPAdvertisement "adv": ') and message in error
 
 
@@ -361,10 +357,10 @@ def test_an_aggregate_stays_inside_its_pool(
 ) -> None:
     docs = [
         {
-            **obj("IPPool", "p", addresses=pool, avoidBuggyIPs=True),
+            **resource("IPPool", "p", addresses=pool, avoidBuggyIPs=True),
             "metadata": {"name": "p", "labels": {"a": "b"}},
         },
-        obj("BGPAdvertisement", "adv", ipPoolSelector={"matchLabels": {"a": "b"}}, **adv),
+        resource("BGPAdvertisement", "adv", ipPoolSelector={"matchLabels": {"a": "b"}}, **adv),
     ]
     if message is None:
         parse(docs)
@@ -401,13 +397,15 @@ def test_an_aggregate_stays_inside_its_pool(
     ],
 )
 def test_l2_interfaces_must_be_linux_interface_names(name: str, message: str) -> None:
-    [error] = errors_of([obj("L2Advertisement", "l2", interfaces=["eth0", name])])
+    [error] = errors_of([resource("L2Advertisement", "l2", interfaces=["eth0", name])])
     assert error.startswith('L2Advertisement "l2": interfaces[1]') and message in error
     assert "an interface name is 1-15 bytes" in error
 
 
 def test_usual_interface_names_are_accepted() -> None:
-    parse([obj("L2Advertisement", "l2", interfaces=["eth0", "bond0.100", "enp3s0f1", "a" * 15, "br-lan"])])
+    parse(
+        [resource("L2Advertisement", "l2", interfaces=["eth0", "bond0.100", "enp3s0f1", "a" * 15, "br-lan"])]
+    )
 
 
 # --- untenanted namespaces (ADR 0004) ----------------------------------------------------------
@@ -416,48 +414,36 @@ def test_usual_interface_names_are_accepted() -> None:
 def test_allow_untenanted_on_a_tenant_pool_is_an_error() -> None:
     [error] = errors_of(
         [
-            obj("IPPool", "p", addresses=["10.0.0.0/24"], tenant="t", allowUntenanted=True),
-            obj("Tenant", "t", namespaces=["n"]),
+            resource("IPPool", "p", addresses=["10.0.0.0/24"], tenant="t", allowUntenanted=True),
+            resource("Tenant", "t", namespaces=["n"]),
         ]
     )
     assert error.startswith('IPPool "p": allowUntenanted "true": is set on a pool of tenant "t"')
 
 
 def test_a_platform_pool_no_one_may_use_warns_once_tenants_exist() -> None:
-    docs = [obj("IPPool", "p", addresses=["10.0.0.1-10.0.0.9"]), obj("Tenant", "t", namespaces=["n"])]
+    docs = [
+        resource("IPPool", "p", addresses=["10.0.0.1-10.0.0.9"]),
+        resource("Tenant", "t", namespaces=["n"]),
+    ]
     [warning] = [str(w) for w in parse(docs).warnings]
     assert warning.startswith('IPPool "p": allowUntenanted: is false, so no Service can use this pool')
     assert not parse(docs[:1]).warnings, "without Tenants every namespace may use it"
 
 
 def test_a_service_in_an_unlisted_namespace_is_warned_or_refused() -> None:
-    base = [obj("IPPool", "p", addresses=["10.0.0.1-10.0.0.9"]), obj("Tenant", "t", namespaces=["n"])]
-    svc: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "web", "namespace": "other"},
-        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
-    }
-    warnings = [str(w) for w in parse([*base, svc]).warnings]
+    base = [
+        resource("IPPool", "p", addresses=["10.0.0.1-10.0.0.9"]),
+        resource("Tenant", "t", namespaces=["n"]),
+    ]
+    warnings = [str(w) for w in parse([*base, service("web", "other", cls=None)]).warnings]
     assert 'Service "other/web": metadata.namespace "other": gets no address (NoTenant)' in warnings[-1]
-    pinned = {
-        **svc,
-        "metadata": {**svc["metadata"], "annotations": {"ironlb.io/loadBalancerIPs": "10.0.0.2"}},
-    }
+    pinned = service("web", "other", ip="10.0.0.2", cls=None)
     [error] = errors_of([*base, pinned])
     assert 'namespace "other" belongs to no Tenant, and pool "p" does not admit such namespaces' in error
 
 
 def test_a_pinned_subnet_router_anycast_address_is_refused() -> None:
-    svc = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": "web",
-            "namespace": "d",
-            "annotations": {"ironlb.io/loadBalancerIPs": "fd00:0:0:1::"},
-        },
-        "spec": {"type": "LoadBalancer"},
-    }
-    [error] = errors_of([obj("IPPool", "p", addresses=["fd00::/48"]), svc])
+    svc = service("web", "d", ip="fd00:0:0:1::", cls=None)
+    [error] = errors_of([resource("IPPool", "p", addresses=["fd00::/48"]), svc])
     assert '"fd00:0:0:1::": is a subnet-router anycast address (RFC 4291)' in error

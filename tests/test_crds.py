@@ -10,6 +10,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from celpy.adapter import json_to_cel
 
 from ironlb.crds import CEL_RULES, crd_manifests
 from ironlb.model import RESOURCE_KINDS, Resource
@@ -22,7 +23,8 @@ VALID = sorted((Path(__file__).parent / "data" / "valid").glob("*.yaml"))
 
 
 def schema_of(kind: str) -> dict[str, Any]:
-    return CRDS[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema: dict[str, Any] = CRDS[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
 
 
 def walk(node: dict[str, Any], path: str = ""):
@@ -121,7 +123,7 @@ def test_the_schema_rejects_what_the_model_rejects(kind: str, spec: dict[str, An
 
 def evaluate(rule: str, value: Any) -> bool:
     env = celpy.Environment()
-    return bool(env.program(env.compile(rule)).evaluate({"self": celpy.json_to_cel(value)}))
+    return bool(env.program(env.compile(rule)).evaluate({"self": json_to_cel(value)}))
 
 
 def cel_targets(obj: dict[str, Any]):

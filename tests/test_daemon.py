@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import pytest
 
 from ironlb.agent.announcements import Plan
 from ironlb.agent.daemon import Daemon
+from ironlb.agent.interfaces import Board
 from ironlb.agent.main import main, observe, parser, settings_from_args
 from ironlb.agent.settings import Settings
 from ironlb.agent.view import ClusterView, NodeInfo
@@ -23,23 +24,10 @@ from ironlb.config import parse
 from ironlb.errors import ConfigError
 from ironlb.ipam import Rejected
 from ironlb.service import AssignedIP, Assignment
+from lab.manifests import l2_advertisement, pool
+from lab.waiting import eventually
 
-CONFIG = parse(
-    [
-        {
-            "apiVersion": "ironlb.io/v1alpha1",
-            "kind": "IPPool",
-            "metadata": {"name": "lan"},
-            "spec": {"addresses": ["10.0.0.0/24"]},
-        },
-        {
-            "apiVersion": "ironlb.io/v1alpha1",
-            "kind": "L2Advertisement",
-            "metadata": {"name": "lan"},
-            "spec": {},
-        },
-    ]
-)
+CONFIG = parse([pool("lan", "10.0.0.0/24"), l2_advertisement("lan")])
 
 
 def view(*nodes: str) -> ClusterView:
@@ -58,12 +46,16 @@ class FakeSource:
         while True:
             yield await self.queue.get()
 
+    def attach(self, board: Board) -> None:
+        """Nothing to report."""
+
 
 class FakeShell:
     def __init__(self, log: list[str], name: str, fail: bool = False) -> None:
         self.log, self.name, self.fail = log, name, fail
         self.plans: list[Plan] = []
         self.closed = 0
+        self.on_change: Callable[[], None] = lambda: None
 
     async def apply(self, plan: Plan) -> None:
         self.log.append(f"apply {self.name}")
@@ -97,6 +89,9 @@ class FakeMembership:
     def live(self) -> frozenset[str]:
         return self.alive
 
+    def status(self) -> Mapping[str, Any]:
+        return {"live": sorted(self.alive)}
+
     async def changes(self) -> AsyncIterator[frozenset[str]]:
         while True:
             yield await self.events.get()
@@ -111,25 +106,19 @@ def settings(tmp_path: Path, **daemon: Any) -> Settings:
     return Settings(node="n1", config=config)
 
 
-async def wait_until(cond: Any, timeout: float = 5) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.005)
-
-
 async def test_replans_on_views_and_membership_changes_then_withdraws_on_cancel(tmp_path: Path) -> None:
     log: list[str] = []
     first, second = FakeShell(log, "l2"), FakeShell(log, "bgp")
     source, member = FakeSource(), FakeMembership()
-    daemon = Daemon(settings(tmp_path), source, [first, second], member)  # type: ignore[arg-type]
+    daemon = Daemon(settings(tmp_path), source, [first, second], member)
     task = asyncio.create_task(daemon.run())
     await source.queue.put(view("n1", "n2"))
-    await wait_until(lambda: len(second.plans) == 1)
+    await eventually("the second shell's first plan", lambda: second.plans, lambda plans: len(plans) == 1)
     assert log[:2] == ["apply l2", "apply bgp"], "shells are applied in order"
     assert member.peers == {"n2": "192.0.2.2"}, "membership learns the other nodes' addresses"
     member.alive = frozenset({"n1"})
     await member.events.put(member.alive)
-    await wait_until(lambda: len(first.plans) == 2)
+    await eventually("a replan on the membership change", lambda: first.plans, lambda plans: len(plans) == 2)
     owners = {o.ip: o.nodes for o in first.plans[-1].ownership}
     assert owners == {"10.0.0.1": ("n1",)}, "a dead member never owns"
     assert (tmp_path / "status.json").exists()
@@ -142,14 +131,20 @@ async def test_replans_on_views_and_membership_changes_then_withdraws_on_cancel(
 
 async def test_refused_addresses_reach_the_status_file_and_metrics_and_never_a_shell(tmp_path: Path) -> None:
     shell, source = FakeShell([], "l2"), FakeSource()
-    daemon = Daemon(settings(tmp_path), source, [shell])  # type: ignore[list-item]
+    daemon = Daemon(settings(tmp_path), source, [shell])
     board = observe(daemon)  # what agent.main wires
     refused = (Rejected("10.77.0.99", "NoPool", "is in no IPPool"),)
     task = asyncio.create_task(daemon.run())
     try:
         await source.queue.put(replace(view("n1"), rejected={"ns/evil": refused}))
-        await wait_until(lambda: bool(shell.plans) and (tmp_path / "status.json").exists())
-        await wait_until(lambda: "ns/evil" in json.loads((tmp_path / "status.json").read_text())["rejected"])
+        await eventually(
+            "a plan and the status file", lambda: bool(shell.plans) and (tmp_path / "status.json").exists()
+        )
+        await eventually(
+            "the refusal in the status file",
+            lambda: json.loads((tmp_path / "status.json").read_text())["rejected"],
+            lambda rejected: "ns/evil" in rejected,
+        )
         status = json.loads((tmp_path / "status.json").read_text())
         assert status["rejected"] == {
             "ns/evil": [{"ip": "10.77.0.99", "reason": "NoPool", "message": "is in no IPPool"}]
@@ -166,10 +161,10 @@ async def test_a_failing_shell_does_not_stop_the_others(tmp_path: Path) -> None:
     log: list[str] = []
     bad, good = FakeShell(log, "bad", fail=True), FakeShell(log, "good")
     source = FakeSource()
-    daemon = Daemon(settings(tmp_path), source, [bad, good])  # type: ignore[list-item]
+    daemon = Daemon(settings(tmp_path), source, [bad, good])
     task = asyncio.create_task(daemon.run())
     await source.queue.put(view("n1"))
-    await wait_until(lambda: len(good.plans) == 1)
+    await eventually("the good shell's plan", lambda: good.plans, lambda plans: len(plans) == 1)
     assert daemon.plan is not None and daemon.plan.l2[0].ip == "10.0.0.1"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -236,17 +231,19 @@ class BlockingShell(FakeShell):
 async def test_an_idle_agent_stays_live_long_after_its_last_replan(tmp_path: Path) -> None:
     clock = Clock()
     shell, source = FakeShell([], "l2"), FakeSource()
-    daemon = Daemon(settings(tmp_path), source, [shell])  # type: ignore[list-item]
+    daemon = Daemon(settings(tmp_path), source, [shell])
     board = observe(daemon)
     board.clock = clock
     task = asyncio.create_task(daemon.run())
     try:
         assert board.readiness()[0] is False, "not ready before the first view"
         await source.queue.put(view("n1"))
-        await wait_until(lambda: board.readiness()[0])
+        await eventually("readiness", board.readiness, lambda ready: ready[0])
         replans = daemon.replans
         clock.t += 3600  # an hour without a single change
-        await wait_until(lambda: board.live()[0], timeout=3)  # the heartbeat ticks by itself
+        await eventually(
+            "liveness", board.live, lambda live: live[0], timeout=3
+        )  # the heartbeat ticks by itself
         assert daemon.replans == replans, "no replan was needed to stay live"
         assert board.readiness() == (True, "ok")
     finally:
@@ -258,13 +255,13 @@ async def test_an_idle_agent_stays_live_long_after_its_last_replan(tmp_path: Pat
 async def test_a_stalled_loop_a_stuck_replan_and_a_broken_shell_fail_liveness(tmp_path: Path) -> None:
     clock = Clock()
     shell, source = BlockingShell([], "l2"), FakeSource()
-    daemon = Daemon(settings(tmp_path, stuck_after=30), source, [shell], clock=clock)  # type: ignore[list-item]
+    daemon = Daemon(settings(tmp_path, stuck_after=30), source, [shell], clock=clock)
     board = observe(daemon)
     board.clock = clock
     task = asyncio.create_task(daemon.run())
     try:
         await source.queue.put(view("n1"))
-        await wait_until(lambda: shell.plans)
+        await eventually("the blocking shell's plan", lambda: shell.plans)
         board.tick()
         assert board.live() == (True, "ok")
         clock.t += 31

@@ -23,6 +23,7 @@ from ironlb import ipam
 from ironlb.config import Config, parse
 from ironlb.errors import AllocationError
 from ironlb.service import Port, ServiceRequest
+from lab.manifests import resource, tenant
 
 POOLS: dict[str, dict[str, Any]] = {
     "p0": {"addresses": ["10.0.0.0/29"], "allowUntenanted": True},
@@ -40,24 +41,10 @@ REQUESTABLE = ("10.0.0.3", "10.0.1.1", "10.0.2.1", "fd00::2", "fd00::", "10.0.3.
 
 
 def build(disabled: frozenset[str], removed: frozenset[str]) -> Config:
-    docs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "ironlb.io/v1alpha1",
-            "kind": "Tenant",
-            "metadata": {"name": "t"},
-            "spec": {"namespaces": ["tn"], "maxAddresses": 2},
-        },
+    docs = [tenant("t", ["tn"], quota=2)]
+    docs += [
+        resource("IPPool", n, spec, disabled=n in disabled) for n, spec in POOLS.items() if n not in removed
     ]
-    for name, spec in POOLS.items():
-        if name not in removed:
-            docs.append(
-                {
-                    "apiVersion": "ironlb.io/v1alpha1",
-                    "kind": "IPPool",
-                    "metadata": {"name": name},
-                    "spec": {**spec, "disabled": name in disabled},
-                }
-            )
     return parse(docs)
 
 
@@ -152,7 +139,7 @@ class IPAMMachine(RuleBasedStateMachine):
         assert rebuilt.tenant_usage() == self.alloc.tenant_usage()
         if request.key in self.live or request.key in self.alloc.assignments:
             return  # a fresh allocator has not seen the old request; compare new services only
-        outcomes = []
+        outcomes: list[object] = []
         for a in (self.alloc, rebuilt):
             try:
                 outcomes.append(a.allocate(request))

@@ -11,7 +11,6 @@ import ipaddress
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,22 +21,14 @@ from ironlb.config import parse
 from ironlb.errors import AllocationError
 from ironlb.service import ServiceRequest
 from ironlb_cli.main import main
+from lab.manifests import pool
+from tests.factories import req
 
 STACKS = Path(__file__).parent / "data" / "stacks"
 
 
-def pool(name: str, *addrs: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "ironlb.io/v1alpha1",
-        "kind": "IPPool",
-        "metadata": {"name": name},
-        "spec": {"addresses": list(addrs), **spec},
-    }
-
-
 def v6(key: str) -> ServiceRequest:
-    ns, _, name = key.partition("/")
-    return ServiceRequest(namespace=ns, name=name, families=(6,))
+    return req(key, families=(6,))
 
 
 @pytest.mark.parametrize(

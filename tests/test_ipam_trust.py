@@ -19,57 +19,48 @@ from ironlb import ipam
 from ironlb.config import Config, parse
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, ANN_IPS, ANN_POOL, ANN_SHARING
 from ironlb.service import AssignedIP, Assignment, Port, ServiceRequest, request_from_manifest
-
-
-def obj(kind: str, name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": labels or {}}
-    return {"apiVersion": "ironlb.io/v1alpha1", "kind": kind, "metadata": meta, "spec": spec}
-
+from lab.manifests import resource, service
+from tests.factories import assignment, req
 
 CONFIG = parse(
     [
-        obj("Tenant", "red", namespaces=["red-a", "red-b"], pools=["red"]),
-        obj("Tenant", "blue", namespaces=["blue-a"]),
-        obj("IPPool", "red", addresses=["10.1.0.0/24", "fd00:1::/64"]),
-        obj("IPPool", "blue", addresses=["10.2.0.0/24"], tenant="blue"),
-        obj("IPPool", "shared", addresses=["10.9.0.0/24"], allowUntenanted=True),
-        obj("IPPool", "closed", addresses=["10.8.0.0/24"], disabled=True),
-        obj(
+        resource("Tenant", "red", namespaces=["red-a", "red-b"], pools=["red"]),
+        resource("Tenant", "blue", namespaces=["blue-a"]),
+        resource("IPPool", "red", addresses=["10.1.0.0/24", "fd00:1::/64"]),
+        resource("IPPool", "blue", addresses=["10.2.0.0/24"], tenant="blue"),
+        resource("IPPool", "shared", addresses=["10.9.0.0/24"], allowUntenanted=True),
+        resource("IPPool", "closed", addresses=["10.8.0.0/24"], disabled=True),
+        resource(
             "IPPool",
             "edge",
             addresses=["10.7.0.0/24"],
             allowUntenanted=True,
             serviceAllocation={"namespaces": ["ingress"]},
         ),
-        obj(
+        resource(
             "IPPool",
             "front",
             addresses=["10.6.0.0/24"],
             allowUntenanted=True,
             serviceAllocation={"serviceSelector": {"matchLabels": {"tier": "front"}}},
         ),
-        obj("IPPool", "old", addresses=["10.5.0.0/24"], allowUntenanted=True, disabled=True),
+        resource("IPPool", "old", addresses=["10.5.0.0/24"], allowUntenanted=True, disabled=True),
     ]
 )
 CHECK = ipam.TrustCheck(CONFIG)
 
 
-def svc(key: str, **kw: Any) -> ServiceRequest:
-    ns, _, name = key.partition("/")
-    return ServiceRequest(namespace=ns, name=name, **kw)
-
-
-def held(key: str, *ips: str, **kw: Any) -> Assignment:
-    return Assignment(key, tuple(AssignedIP(ip, "x") for ip in ips), **kw)
+def held(key: str, *ips: str, **fields: Any) -> Assignment:
+    return assignment(key, *ips, pool="x", **fields)
 
 
 Case = tuple[str, ServiceRequest, list[str], list[Assignment], list[str], dict[str, str]]
 # (id, request, recorded, accepted before, addresses that pass, rejected address -> reason)
 CASES: list[Case] = [
-    ("an address of the tenant's own pool passes", svc("red-a/web"), ["10.1.0.5"], [], ["10.1.0.5"], {}),
+    ("an address of the tenant's own pool passes", req("red-a/web"), ["10.1.0.5"], [], ["10.1.0.5"], {}),
     (
         "an address in no pool is withdrawn",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["10.77.0.99"],
         [],
         [],
@@ -77,7 +68,7 @@ CASES: list[Case] = [
     ),
     (
         "another tenant's address is withdrawn",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["10.2.0.16"],
         [],
         [],
@@ -85,7 +76,7 @@ CASES: list[Case] = [
     ),
     (
         "a tenant may not hold a platform address",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["10.9.0.1"],
         [],
         [],
@@ -93,7 +84,7 @@ CASES: list[Case] = [
     ),
     (
         "an unlisted namespace may not hold a tenant's address",
-        svc("default/web"),
+        req("default/web"),
         ["10.1.0.1"],
         [],
         [],
@@ -101,7 +92,7 @@ CASES: list[Case] = [
     ),
     (
         "an unlisted namespace may hold an address of a pool admitting it",
-        svc("default/web"),
+        req("default/web"),
         ["10.9.0.1"],
         [],
         ["10.9.0.1"],
@@ -109,7 +100,7 @@ CASES: list[Case] = [
     ),
     (
         "an unlisted namespace may not hold one of a pool not admitting it",
-        svc("default/web"),
+        req("default/web"),
         ["10.8.0.1"],
         [],
         [],
@@ -117,16 +108,16 @@ CASES: list[Case] = [
     ),
     (
         "a pool's namespaces leave other namespaces out",
-        svc("default/web"),
+        req("default/web"),
         ["10.7.0.1"],
         [],
         [],
         {"10.7.0.1": "Forbidden"},
     ),
-    ("a pool's namespaces let theirs in", svc("ingress/web"), ["10.7.0.1"], [], ["10.7.0.1"], {}),
+    ("a pool's namespaces let theirs in", req("ingress/web"), ["10.7.0.1"], [], ["10.7.0.1"], {}),
     (
         "a serviceSelector the labels do not match",
-        svc("default/web"),
+        req("default/web"),
         ["10.6.0.1"],
         [],
         [],
@@ -134,16 +125,16 @@ CASES: list[Case] = [
     ),
     (
         "a serviceSelector the labels match",
-        svc("default/web", labels={"tier": "front"}),
+        req("default/web", labels={"tier": "front"}),
         ["10.6.0.1"],
         [],
         ["10.6.0.1"],
         {},
     ),
-    ("a disabled pool keeps what it handed out", svc("default/web"), ["10.5.0.9"], [], ["10.5.0.9"], {}),
+    ("a disabled pool keeps what it handed out", req("default/web"), ["10.5.0.9"], [], ["10.5.0.9"], {}),
     (
         "a family the Service does not request",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["10.1.0.5", "fd00:1::5"],
         [],
         ["10.1.0.5"],
@@ -151,7 +142,7 @@ CASES: list[Case] = [
     ),
     (
         "dual stack holds one of each family",
-        svc("red-a/web", family_policy="PreferDualStack"),
+        req("red-a/web", family_policy="PreferDualStack"),
         ["fd00:1::5", "10.1.0.5"],
         [],
         ["fd00:1::5", "10.1.0.5"],
@@ -159,7 +150,7 @@ CASES: list[Case] = [
     ),
     (
         "a second address of one family",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["10.1.0.5", "10.1.0.6"],
         [],
         ["10.1.0.5"],
@@ -167,7 +158,7 @@ CASES: list[Case] = [
     ),
     (
         "a forged first address does not hide a valid second",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["10.2.0.16", "10.1.0.5"],
         [],
         ["10.1.0.5"],
@@ -175,16 +166,16 @@ CASES: list[Case] = [
     ),
     (
         "text that is not an address",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["not-an-ip", "10.1.0.300", "10.1.0.0/24", " 10.1.0.7 "],
         [],
         ["10.1.0.7"],
         {"not-an-ip": "Invalid", "10.1.0.300": "Invalid", "10.1.0.0/24": "Invalid"},
     ),
-    ("a repeated address counts once", svc("red-a/web"), ["10.1.0.5", "10.1.0.5"], [], ["10.1.0.5"], {}),
+    ("a repeated address counts once", req("red-a/web"), ["10.1.0.5", "10.1.0.5"], [], ["10.1.0.5"], {}),
     (
         "an address another Service holds is a Conflict",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["10.1.0.5"],
         [held("red-b/db", "10.1.0.5")],
         [],
@@ -192,7 +183,7 @@ CASES: list[Case] = [
     ),
     (
         "an address another Service holds under the same sharing key passes",
-        svc("red-a/web", sharing_key="k", ports=(Port(80),)),
+        req("red-a/web", sharing_key="k", ports=(Port(80),)),
         ["10.1.0.5"],
         [held("red-b/db", "10.1.0.5", sharing_key="k", ports=(Port(5432),))],
         ["10.1.0.5"],
@@ -200,7 +191,7 @@ CASES: list[Case] = [
     ),
     (
         "a sharing key cannot share a port",
-        svc("red-a/web", sharing_key="k", ports=(Port(80),)),
+        req("red-a/web", sharing_key="k", ports=(Port(80),)),
         ["10.1.0.5"],
         [held("red-b/db", "10.1.0.5", sharing_key="k", ports=(Port(80),))],
         [],
@@ -208,7 +199,7 @@ CASES: list[Case] = [
     ),
     (
         "the Service's own earlier claim is no conflict",
-        svc("red-a/web"),
+        req("red-a/web"),
         ["10.1.0.5"],
         [held("red-a/web", "10.1.0.5")],
         ["10.1.0.5"],
@@ -216,7 +207,7 @@ CASES: list[Case] = [
     ),
     (
         "the subnet-router anycast address is never held",
-        svc("red-a/web", families=(6,)),
+        req("red-a/web", families=(6,)),
         ["fd00:1::"],
         [],
         [],
@@ -224,7 +215,7 @@ CASES: list[Case] = [
     ),
     (
         "another loadBalancerClass holds nothing of ours",
-        svc("red-a/web", load_balancer_class="other.io/lb"),
+        req("red-a/web", load_balancer_class="other.io/lb"),
         ["10.1.0.5"],
         [],
         [],
@@ -232,7 +223,7 @@ CASES: list[Case] = [
     ),
     (
         "the requested pool and pinned addresses only narrow allocation, not trust",
-        svc("red-a/web", pool="ghost", requested_ips=("10.1.0.9",)),
+        req("red-a/web", pool="ghost", requested_ips=("10.1.0.9",)),
         ["10.1.0.5"],
         [],
         ["10.1.0.5"],
@@ -267,7 +258,7 @@ def test_the_trust_check(
 
 
 def test_rejections_name_the_pool_and_the_reason() -> None:
-    [why] = CHECK.check(svc("red-a/web"), ["10.2.0.16"]).rejected
+    [why] = CHECK.check(req("red-a/web"), ["10.2.0.16"]).rejected
     assert str(why) == (
         '10.2.0.16 is in IPPool "blue", which this Service may not use: '
         'pool "blue" belongs to tenant "blue", not to tenant "red"'
@@ -275,7 +266,7 @@ def test_rejections_name_the_pool_and_the_reason() -> None:
 
 
 def test_the_assignment_of_a_verdict() -> None:
-    request = svc("red-a/web", sharing_key="k", ports=(Port(80),))
+    request = req("red-a/web", sharing_key="k", ports=(Port(80),))
     verdict = CHECK.check(request, ["10.2.0.1", "10.1.0.5"])
     assert verdict.assignment(request) == Assignment(
         "red-a/web", (AssignedIP("10.1.0.5", "red"),), sharing_key="k", ports=(Port(80),)
@@ -284,8 +275,8 @@ def test_the_assignment_of_a_verdict() -> None:
 
 
 def test_a_forged_claim_never_displaces_an_accepted_service() -> None:
-    legit = svc("red-a/web")
-    forger = svc("red-b/forger")
+    legit = req("red-a/web")
+    forger = req("red-b/forger")
     verdicts = CHECK.check_all([(legit, ["10.1.0.5"]), (forger, ["10.1.0.5", "10.1.0.6"])])
     assert [a.ip for a in verdicts["red-a/web"].accepted] == ["10.1.0.5"]
     assert [a.ip for a in verdicts["red-b/forger"].accepted] == ["10.1.0.6"]
@@ -294,20 +285,8 @@ def test_a_forged_claim_never_displaces_an_accepted_service() -> None:
 
 def test_forged_controller_annotations_change_nothing() -> None:
     """Issue 10's attack: annotations naming an address in no pool, a foreign one and a ghost pool."""
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": "evil",
-            "namespace": "red-a",
-            "annotations": {
-                ANN_ALLOCATED_IPS: "10.77.0.99,10.2.0.16",
-                ANN_ALLOCATED_POOL: "red",
-                ANN_POOL: "ghost",
-            },
-        },
-        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
-    }
+    annotations = {ANN_ALLOCATED_IPS: "10.77.0.99,10.2.0.16", ANN_ALLOCATED_POOL: "red", ANN_POOL: "ghost"}
+    manifest = service("evil", "red-a", annotations=annotations, cls=None)
     request, _ = request_from_manifest(manifest)
     assert request is not None
     forged = ["10.77.0.99", "10.2.0.16"]  # what the forged annotation said
@@ -346,7 +325,7 @@ def configs(draw: st.DrawFn) -> Config:
     with_tenants = draw(st.booleans())
     docs: list[dict[str, Any]] = []
     if with_tenants:
-        docs += [obj("Tenant", "t1", namespaces=["n1"]), obj("Tenant", "t2", namespaces=["n2"])]
+        docs += [resource("Tenant", "t1", namespaces=["n1"]), resource("Tenant", "t2", namespaces=["n2"])]
     for name, blocks in POOL_BLOCKS.items():
         tenant = draw(st.sampled_from((None, "t1", "t2"))) if with_tenants else None
         spec: dict[str, Any] = {"addresses": blocks}
@@ -362,7 +341,7 @@ def configs(draw: st.DrawFn) -> Config:
             "namespaces": allowed_ns,
             **({"serviceSelector": selector} if selector else {}),
         }
-        docs.append(obj("IPPool", name, **spec))
+        docs.append(resource("IPPool", name, **spec))
     return parse(docs)
 
 
@@ -379,17 +358,17 @@ def tenant_manifest(draw: Any, namespace: str, name: str) -> ServiceRequest:
         ann[ANN_IPS] = draw(st.sampled_from(CANDIDATES[:-1]))
     if draw(st.booleans()):
         ann[ANN_SHARING] = draw(st.sampled_from(("k", "other-tenants-key")))
-    spec: dict[str, Any] = {
-        "type": "LoadBalancer",
-        "ports": [{"port": draw(st.sampled_from((80, 443)))}],
-        "ipFamilyPolicy": draw(st.sampled_from(("SingleStack", "PreferDualStack", "RequireDualStack"))),
-        "ipFamilies": draw(st.sampled_from((["IPv4"], ["IPv6"], ["IPv4", "IPv6"], ["IPv6", "IPv4"]))),
-    }
-    labels = draw(st.sampled_from(({}, {"tier": "front"}, {"tier": "back"})))
-    meta = {"name": name, "namespace": namespace, "annotations": ann, "labels": labels}
-    request, _ = request_from_manifest(
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+    manifest = service(
+        name,
+        namespace,
+        annotations=ann,
+        labels=draw(st.sampled_from(({}, {"tier": "front"}, {"tier": "back"}))),
+        cls=None,
+        port=draw(st.sampled_from((80, 443))),
+        ipFamilyPolicy=draw(st.sampled_from(("SingleStack", "PreferDualStack", "RequireDualStack"))),
+        ipFamilies=draw(st.sampled_from((["IPv4"], ["IPv6"], ["IPv4", "IPv6"], ["IPv6", "IPv4"]))),
     )
+    request, _ = request_from_manifest(manifest)
     assert request is not None
     return request
 

@@ -9,7 +9,6 @@ violation.  Not covered here: Event aggregation and rate limits of a real server
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -23,21 +22,18 @@ from ironlb.agent.kube.controller import Controller, ControllerSettings
 from ironlb.agent.kube.informer import InformerSettings
 from ironlb.agent.kube.writers import ANN_ANNOUNCEMENTS
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, ANN_POOL
+from lab.manifests import node, pool, service, tenant
+from lab.waiting import eventually
 from tests import apiserver_support
 from tests.kube_support import (
     annotation,
     events,
-    eventually,
     get,
     ingress_ips,
     install,
-    node,
-    pool,
     role_client,
     running_controller,
-    service,
     set_ingress,
-    tenant,
     violations,
 )
 
@@ -88,16 +84,20 @@ LAN = pool("lan", "10.0.0.10-10.0.0.12", allowUntenanted=True)
 async def test_a_new_service_gets_an_address_status_annotation_and_event(admin: Any, client: Any) -> None:
     await load(admin, LAN, service("web"))
     async with running(client):
-        await eventually(lambda: _eq(ingress(admin, "web"), ["10.0.0.10"]), what="status written")
+        await eventually("status written", lambda: ingress(admin, "web"), lambda got: got == ["10.0.0.10"])
         doc = await svc(admin, "web")
         assert annotation(doc, ANN_ALLOCATED_IPS) == "10.0.0.10"
         assert annotation(doc, ANN_ALLOCATED_POOL) == "lan"
         await eventually(
-            lambda: _contains(
-                events(admin, "web"), ("Normal", "Allocated", "assigned 10.0.0.10 from pool lan")
-            )
+            "the Allocated event",
+            lambda: events(admin, "web"),
+            lambda got: ("Normal", "Allocated", "assigned 10.0.0.10 from pool lan") in got,
         )
-        st = await eventually(lambda: _when(status_of(admin, POOLS, "lan"), "assignedIPv4", 1))
+        st = await eventually(
+            "the pool's status to count the address",
+            lambda: status_of(admin, POOLS, "lan"),
+            lambda st: st.get("assignedIPv4") == 1,
+        )
         assert (st["availableIPv4"], st["assignedIPv6"]) == (2, 0)
 
 
@@ -115,36 +115,35 @@ async def test_a_restart_rebuilds_from_status_before_assigning_new_ones_and_neve
     await set_ingress(admin, "old", "10.0.0.11")
     await admin.load([service("new")])
     async with running(client):
-        await eventually(lambda: _eq(ips_of(admin, "new"), "10.0.0.13"), what="new allocated")
+        await eventually("new allocated", lambda: ips_of(admin, "new"), lambda got: got == "10.0.0.13")
         got = [await ips_of(admin, n) for n in ("kept", "old", "forger", "new")]
         assert got == ["10.0.0.10", "10.0.0.11", "10.0.0.12", "10.0.0.13"]
-        await eventually(lambda: _eq(ingress(admin, "forger"), ["10.0.0.12"]), what="status written")
-        warn = await eventually(
-            lambda: _reason(admin, "forger", "RecordRewritten"), what="the forgery reported"
-        )
+        await eventually("status written", lambda: ingress(admin, "forger"), lambda got: got == ["10.0.0.12"])
+        warn = await eventually("the forgery reported", lambda: _reason(admin, "forger", "RecordRewritten"))
         assert 'ironlb.io/allocated-ips="10.0.0.13"' in warn[0][2] and "10.0.0.12 from pool lan" in warn[0][2]
 
 
 async def test_delete_releases_and_a_type_change_clears_what_we_wrote(admin: Any, client: Any) -> None:
     await load(admin, pool("lan", "10.0.0.10-10.0.0.11", allowUntenanted=True), service("a"), service("b"))
     async with running(client) as ctrl:
-        await eventually(lambda: _eq(ips_of(admin, "b"), "10.0.0.11"), what="both allocated")
+        await eventually("both allocated", lambda: ips_of(admin, "b"), lambda got: got == "10.0.0.11")
         await admin.request(
             "PATCH",
             "/api/v1/namespaces/default/services/b",
             {"spec": {"type": "ClusterIP"}},
             content_type="application/merge-patch+json",
         )
-        await eventually(lambda: _released(admin, "b"), what="b cleared")
+        await eventually("b cleared", lambda: _released(admin, "b"))
         await eventually(
-            lambda: _contains(
-                events(admin, "b"), ("Normal", "Released", "no longer a LoadBalancer served by IronLB")
-            ),
-            what="Released event",
+            "Released event",
+            lambda: events(admin, "b"),
+            lambda got: ("Normal", "Released", "no longer a LoadBalancer served by IronLB") in got,
         )
         await admin.request("DELETE", "/api/v1/namespaces/default/services/a")
         await admin.load([service("c")])
-        await eventually(lambda: _eq(ips_of(admin, "c"), "10.0.0.10"), what="c reuses a's released address")
+        await eventually(
+            "c reuses a's released address", lambda: ips_of(admin, "c"), lambda got: got == "10.0.0.10"
+        )
         assert ctrl.allocator is not None and "default/a" not in ctrl.allocator.assignments
 
 
@@ -159,15 +158,15 @@ async def test_a_tenant_naming_another_tenants_pool_is_refused_with_an_event(adm
         service("ok", "blue-ns"),
     )
     async with running(client):
-        ok = await eventually(lambda: ips_of(admin, "ok", "blue-ns"), what="blue's own service allocated")
+        ok = await eventually("blue's own service allocated", lambda: ips_of(admin, "ok", "blue-ns"))
         assert ok.startswith("10.2.0.")
-        found = await eventually(lambda: _warnings(admin, "thief"), what="refusal")
+        found = await eventually("refusal", lambda: _warnings(admin, "thief"))
         assert found[0][1] == "Forbidden" and "blue-pool" in found[0][2], found
         assert (
             await ips_of(admin, "thief", "red-ns") is None and await ingress(admin, "thief", "red-ns") == []
         )
         st = await eventually(
-            lambda: _when(status_of(admin, TENANTS, "blue"), "used", 1), what="tenant status"
+            "tenant status", lambda: status_of(admin, TENANTS, "blue"), lambda st: st.get("used") == 1
         )
         assert st["quota"] == 1
         assert {c["type"]: c["status"] for c in st["conditions"]}["QuotaReached"] == "True"
@@ -176,7 +175,7 @@ async def test_a_tenant_naming_another_tenants_pool_is_refused_with_an_event(adm
 async def test_an_invalid_pool_edit_keeps_the_last_good_version_in_force(admin: Any, client: Any) -> None:
     await load(admin, pool("lan", "10.0.0.10-10.0.0.11", allowUntenanted=True), service("a"))
     async with running(client):
-        await eventually(lambda: _eq(ips_of(admin, "a"), "10.0.0.10"))
+        await eventually("a allocated", lambda: ips_of(admin, "a"), lambda got: got == "10.0.0.10")
         code, answer = await admin.request(
             "PATCH",
             "/apis/ironlb.io/v1alpha1/ippools/lan",
@@ -184,12 +183,12 @@ async def test_an_invalid_pool_edit_keeps_the_last_good_version_in_force(admin: 
             content_type="application/merge-patch+json",
         )
         assert code == 200, answer
-        warn = await eventually(lambda: _reason(admin, "lan", "InvalidConfig"), what="InvalidConfig event")
+        warn = await eventually("InvalidConfig event", lambda: _reason(admin, "lan", "InvalidConfig"))
         assert "10.0.0.300" in warn[0][2] and "last valid version stays in force" in warn[0][2]
-        await eventually(lambda: _valid_false(admin, "lan"), what="Valid=False on the pool")
+        await eventually("Valid=False on the pool", lambda: _valid_false(admin, "lan"))
         await admin.load([service("b")])
         await eventually(
-            lambda: _eq(ips_of(admin, "b"), "10.0.0.11"), what="b allocated from the last good pool"
+            "b allocated from the last good pool", lambda: ips_of(admin, "b"), lambda got: got == "10.0.0.11"
         )
         assert await ips_of(admin, "a") == "10.0.0.10"
 
@@ -219,19 +218,21 @@ async def test_an_api_outage_during_a_pass_loses_nothing_and_is_retried(admin: A
     await load(admin, LAN, service("a"))
     outage = Outage(client)
     async with running(outage) as ctrl:
-        await eventually(lambda: _eq(ips_of(admin, "a"), "10.0.0.10"))
+        await eventually("a allocated", lambda: ips_of(admin, "a"), lambda got: got == "10.0.0.10")
         outage.down = True
         await admin.load([service("b")])
         await eventually(
-            lambda: ctrl.metrics.api_errors.labels("reconcile")._value.get() >= 1, what="a failed pass"
+            "a failed pass", lambda: ctrl.metrics.api_errors.labels("reconcile")._value.get() >= 1
         )
         await eventually(
+            "b allocated in memory while writes fail",
             lambda: ctrl.allocator is not None and "default/b" in ctrl.allocator.assignments,
-            what="b allocated in memory while writes fail",
         )
         assert await ips_of(admin, "b") is None
         outage.down = False
-        await eventually(lambda: _eq(ips_of(admin, "b"), "10.0.0.11"), what="the retried pass writes b")
+        await eventually(
+            "the retried pass writes b", lambda: ips_of(admin, "b"), lambda got: got == "10.0.0.11"
+        )
         assert await ips_of(admin, "a") == "10.0.0.10"
 
 
@@ -283,19 +284,19 @@ async def test_who_announces_is_published_from_the_node_states_only_on_change(
         b,
     )
     async with running(client) as ctrl:
-        await eventually(lambda: ips_of(admin, "web"))
+        await eventually("web allocated", lambda: ips_of(admin, "web"))
         await put_status(admin, node_state("node-b", row("10.0.0.10")))
-        text = await eventually(lambda: _published(admin, "node-b"), what="announcement annotation")
+        text = await eventually("announcement annotation", lambda: _published(admin, "node-b"))
         assert json.loads(text)[0]["reason"] == "ranked first (announcing)"
         conds = {c["type"]: c for c in (await svc(admin, "web"))["status"]["conditions"]}
         assert (
             conds["ironlb.io/Announced"]["status"] == "True"
             and "node-b" in conds["ironlb.io/Announced"]["message"]
         )
-        await eventually(lambda: _reason(admin, "web", "Announcing"), what="Announcing event")
+        await eventually("Announcing event", lambda: _reason(admin, "web", "Announcing"))
         # a takeover in flight: node-a claims it later than node-b; the newest claim is shown
         await put_status(admin, node_state("node-a", row("10.0.0.10", since="2026-12-01T10:00:05Z")))
-        await eventually(lambda: _published(admin, "node-a"), what="the successor is published")
+        await eventually("the successor is published", lambda: _published(admin, "node-a"))
         # node-a's Node goes NotReady: its (stale) claim no longer counts
         await admin.request(
             "PATCH",
@@ -303,7 +304,7 @@ async def test_who_announces_is_published_from_the_node_states_only_on_change(
             {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
             content_type="application/merge-patch+json",
         )
-        await eventually(lambda: _published(admin, "node-b"), what="a NotReady node's claim is ignored")
+        await eventually("a NotReady node's claim is ignored", lambda: _published(admin, "node-b"))
         writes = ctrl.writer.writes
         passes = ctrl.passes
         await admin.request(
@@ -312,30 +313,24 @@ async def test_who_announces_is_published_from_the_node_states_only_on_change(
             {"metadata": {"labels": {"x": "1"}}},
             content_type="application/merge-patch+json",
         )
-        await eventually(lambda: ctrl.passes > passes, what="a pass after an unrelated change")
+        await eventually("a pass after an unrelated change", lambda: ctrl.passes > passes)
         assert ctrl.writer.writes == writes, "nothing changed for anyone: no write"
         announcing = len(await _reason(admin, "web", "Announcing"))
         reworded = row("10.0.0.10")
         reworded["reason"] = "ranked first among eligible nodes with a ready endpoint"
         await put_status(admin, node_state("node-b", reworded))
+        await eventually("the new reason published", lambda: _published_reason(admin, reworded["reason"]))
+        # Not a fixed wait: the pass that published the new reason has finished (its duration is
+        # observed last), so any Event it was going to write is written.
+        publishing = ctrl.passes
         await eventually(
-            lambda: _published_reason(admin, reworded["reason"]), what="the new reason published"
+            "the publishing pass to finish", lambda: _finished_passes(ctrl), lambda n: n >= publishing
         )
-        await asyncio.sleep(0.3)
         assert len(await _reason(admin, "web", "Announcing")) == announcing, "same node: no new Event"
 
 
-async def _eq(value: Any, expected: Any) -> bool:
-    return await value == expected
-
-
-async def _contains(items: Any, item: Any) -> bool:
-    return item in await items
-
-
-async def _when(status: Any, key: str, expected: Any) -> dict[str, Any] | None:
-    st = await status
-    return st if st.get(key) == expected else None
+def _finished_passes(ctrl: Controller) -> float:
+    return ctrl.metrics.registry.get_sample_value("ironlb_reconcile_duration_seconds_count") or 0.0
 
 
 async def _released(admin: Any, name: str) -> bool:

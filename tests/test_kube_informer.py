@@ -21,7 +21,9 @@ import pytest
 
 from ironlb.agent.kube.client import SERVICES, ApiUnavailable, KubeClient
 from ironlb.agent.kube.informer import Informer, InformerSettings
-from tests.kube_support import SVC, eventually, service
+from lab.manifests import service
+from lab.waiting import eventually
+from tests.kube_support import SVC
 from tests.kube_support import kmock_client as client_for
 from tests.kube_support import kmock_declare as declare_all
 from tests.kube_support import kmock_put as put_object
@@ -79,9 +81,13 @@ async def test_lists_then_streams_changes_and_swallows_replays(kmock: Any) -> No
         await asyncio.wait_for(inf.synced.wait(), 5)
         assert set(inf.store) == {"default/a"}
         await client.create(SERVICES, service("b"))
-        await eventually(lambda: "default/b" in inf.store, what="b in cache")
+        await eventually("b in cache", lambda: "default/b" in inf.store)
         await client.patch(SERVICES, "a", "default", {"metadata": {"labels": {"x": "1"}}})
-        await eventually(lambda: inf.store["default/a"]["metadata"].get("labels") == {"x": "1"})
+        await eventually(
+            "a's new labels in the cache",
+            lambda: inf.store["default/a"]["metadata"].get("labels"),
+            lambda labels: labels == {"x": "1"},
+        )
     # kmock replays "a" as ADDED on the watch: the informer reports it once, not twice
     assert seen == [("ADDED", "default/a"), ("ADDED", "default/b"), ("MODIFIED", "default/a")]
     await client.close()
@@ -112,8 +118,8 @@ async def test_a_410_relists_and_reports_what_happened_meanwhile(kmock: Any) -> 
         await asyncio.wait_for(inf.synced.wait(), 5)
         # while the expired watch is being handled, one object disappears server-side
         del kmock.objects[km.resource("", "v1", "services"), "default", "gone"]
-        await eventually(lambda: inf.relists >= 2, what="a relist after 410")
-        await eventually(lambda: "default/gone" not in inf.store, what="deletion found by the relist")
+        await eventually("a relist after 410", lambda: inf.relists >= 2)
+        await eventually("deletion found by the relist", lambda: "default/gone" not in inf.store)
     assert ("DELETED", "default/gone") in seen
     assert inf.errors == 0  # a 410 is routine, not an error
 
@@ -127,10 +133,10 @@ async def test_a_vanished_api_server_keeps_the_cache_and_recovers(kmock: Any) ->
         await asyncio.wait_for(inf.synced.wait(), 5)
         flaky.down = True
         await flaky.inner.create(SERVICES, service("b"))  # wakes the watch, which now "breaks"
-        await eventually(lambda: inf.errors >= 2, what="retries while the API is down")
+        await eventually("retries while the API is down", lambda: inf.errors >= 2)
         assert set(inf.store) == {"default/a"}, "the last known state stays while the API is down"
         flaky.down = False
-        await eventually(lambda: set(inf.store) == {"default/a", "default/b"}, what="catch-up after recovery")
+        await eventually("catch-up after recovery", lambda: set(inf.store) == {"default/a", "default/b"})
     await flaky.inner.close()
 
 
@@ -143,7 +149,7 @@ async def test_a_stream_closed_by_the_server_is_resumed(kmock: Any) -> None:
     async with running(inf):
         await asyncio.wait_for(inf.synced.wait(), 5)
         await client.create(SERVICES, service("b"))
-        await eventually(lambda: "default/b" in inf.store, what="event after the re-watch")
+        await eventually("event after the re-watch", lambda: "default/b" in inf.store)
     watches = [r for r in kmock if r.action == km.action.WATCH]
     assert len(watches) >= 2
     await client.close()

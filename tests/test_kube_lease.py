@@ -13,10 +13,15 @@ from typing import Any
 
 import pytest
 
-from ironlb.agent.kube.client import LEASES, ApiUnavailable
+from ironlb.agent.kube.client import LEASES, SERVICES, ApiUnavailable
+from ironlb.agent.kube.informer import InformerSettings
 from ironlb.agent.kube.lease import LeaseElector, LeaseSettings
+from ironlb.agent.kube.runtime import ControllerRuntime
+from ironlb.model import ANN_ALLOCATED_IPS
+from lab.manifests import pool, service
+from lab.waiting import eventually
 from tests import apiserver_support
-from tests.kube_support import eventually, install, role_client, violations
+from tests.kube_support import annotation, cancel, get, ingress_ips, install, role_client, violations
 
 apiserver, admin = apiserver_support.apiserver, apiserver_support.admin  # pytest fixtures
 
@@ -83,7 +88,7 @@ async def test_a_stale_write_loses_the_compare_and_swap(api: Any) -> None:
 async def test_a_clean_shutdown_releases_so_the_next_agent_takes_over_at_once(api: Any) -> None:
     a, b = LeaseElector(api, "node-a", S), LeaseElector(api, "node-b", S)
     task = asyncio.create_task(a.run())
-    await eventually(lambda: a.is_leader, what="a leads")
+    await eventually("a leads", lambda: a.is_leader)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -97,13 +102,13 @@ async def test_a_leader_cut_off_from_the_api_steps_down_before_the_lease_expires
     a = LeaseElector(api, "node-a", S, on_change=changes.append)
     task = asyncio.create_task(a.run())
     try:
-        await eventually(lambda: a.is_leader, what="a leads")
+        await eventually("a leads", lambda: a.is_leader)
 
         async def down(*args: Any, **kw: Any) -> Any:
             raise ApiUnavailable("get: ConnectError: connection refused")
 
-        api.get = down  # type: ignore[method-assign]
-        await eventually(lambda: not a.is_leader, timeout=S.duration * 2, what="a steps down")
+        api.get = down
+        await eventually("a steps down", lambda: not a.is_leader, timeout=S.duration * 2)
         assert not task.done(), "an unreachable API server never crashes the elector"
     finally:
         task.cancel()
@@ -152,11 +157,6 @@ async def test_a_crashed_leader_is_replaced_and_allocation_resumes_within_3_s(
     apiserver: Any, admin: Any, api: Any, tmp_path: Any
 ) -> None:
     """Issue 12: new allocations resume within 3 s of the leader's crash (default Lease timings)."""
-    from ironlb.agent.kube.client import SERVICES
-    from ironlb.agent.kube.informer import InformerSettings
-    from ironlb.agent.kube.runtime import ControllerRuntime
-    from tests.kube_support import get, pool, service
-
     await admin.load([pool("lan", "10.0.0.10-10.0.0.20", allowUntenanted=True), service("before")])
     fast = InformerSettings(resync_seconds=30, backoff_initial=0.05, backoff_max=0.2)
     a = Crashable(api)
@@ -168,29 +168,26 @@ async def test_a_crashed_leader_is_replaced_and_allocation_resumes_within_3_s(
     ]
     tasks = [asyncio.create_task(r.run()) for r in runtimes]
     try:
-        await eventually(lambda: runtimes[0].elector.is_leader, what="a leads")
-        await eventually(lambda: get(admin, SERVICES, "before", "default"), what="before exists")
-        await eventually(lambda: _allocated(admin, "before"), what="a allocates", timeout=10)
-        await asyncio.sleep(0.2)
+        await eventually("a leads", lambda: runtimes[0].elector.is_leader)
+        await eventually("before exists", lambda: get(admin, SERVICES, "before", "default"))
+        await eventually("a allocates", lambda: _allocated(admin, "before"), timeout=10)
+        await eventually(  # annotations come first: a crash before the status is another test
+            "a records before's status",
+            lambda: get(admin, SERVICES, "before", "default"),
+            ingress_ips,
+        )
         crashed = asyncio.get_running_loop().time()
         a.crash()
         tasks[0].cancel()  # the process is gone; its release fails like the rest
         await admin.load([service("after")])
-        await eventually(lambda: _allocated(admin, "after"), what="b allocates after the crash", timeout=10)
+        await eventually("b allocates after the crash", lambda: _allocated(admin, "after"), timeout=10)
         took = asyncio.get_running_loop().time() - crashed
         print(f"controller failover: new allocation {took:.2f} s after the leader's crash")
         assert runtimes[1].elector.is_leader
         assert took < 3.0, f"allocation resumed {took:.2f} s after the crash (floor: 3 s)"
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel(tasks)
 
 
 async def _allocated(admin: Any, name: str) -> str | None:
-    from ironlb.agent.kube.client import SERVICES
-    from tests.kube_support import annotation, get
-
-    return annotation(await get(admin, SERVICES, name, "default"), "ironlb.io/allocated-ips")
+    return annotation(await get(admin, SERVICES, name, "default"), ANN_ALLOCATED_IPS)

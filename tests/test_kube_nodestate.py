@@ -7,6 +7,7 @@ from typing import Any
 from ironlb.agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
 from ironlb.agent.kube.nodestate import peer_statuses, published_rows, speaker_status
 from ironlb.nodestate import NodeStateStatus
+from lab.manifests import l2_advertisement, pool
 
 PLAN = Plan(
     node="n1",
@@ -174,22 +175,7 @@ def test_a_node_going_not_ready_rewrites_only_the_services_it_announced() -> Non
     from ironlb.config import parse
     from ironlb.service import AssignedIP, Assignment
 
-    config = parse(
-        [
-            {
-                "apiVersion": "ironlb.io/v1alpha1",
-                "kind": "IPPool",
-                "metadata": {"name": "lan"},
-                "spec": {"addresses": ["10.0.0.0/24"]},
-            },
-            {
-                "apiVersion": "ironlb.io/v1alpha1",
-                "kind": "L2Advertisement",
-                "metadata": {"name": "lan"},
-                "spec": {},
-            },
-        ]
-    )
+    config = parse([pool("lan", "10.0.0.0/24"), l2_advertisement("lan")])
     assignments = {
         f"ns/s{i}": Assignment(f"ns/s{i}", (AssignedIP(f"10.0.0.{i}", "lan"),)) for i in range(1, 41)
     }

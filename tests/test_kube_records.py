@@ -16,7 +16,9 @@ import pytest
 from ironlb.agent.kube.records import REJECTED, REWRITTEN, compare
 from ironlb.agent.kube.writers import allocation_annotations
 from ironlb.ipam import Rejected
+from ironlb.model import ANN_ALLOCATED_IPS
 from ironlb.service import AssignedIP, Assignment, ServiceRequest
+from lab.manifests import service
 
 REQUEST = ServiceRequest(namespace="team-a", name="web")
 HELD = Assignment.for_request(REQUEST, (AssignedIP("10.0.0.5", "a"),))
@@ -24,11 +26,9 @@ OLD = Assignment.for_request(REQUEST, (AssignedIP("10.0.0.4", "a"),))
 
 
 def doc(ingress: list[str], annotations: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """team-a/web recording ``ingress`` and the ``annotations`` that are not None."""
     ann = {k: v for k, v in (annotations or {}).items() if v is not None}
-    return {
-        "metadata": {"name": "web", "namespace": "team-a", "annotations": ann},
-        "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress]}},
-    }
+    return service("web", "team-a", *ingress, annotations=ann)
 
 
 MINE = allocation_annotations(HELD)
@@ -76,7 +76,7 @@ MINE = allocation_annotations(HELD)
         ),
         (
             "forged annotations only",
-            doc(["10.0.0.5"], {**MINE, "ironlb.io/allocated-ips": "10.7.7.7"}),
+            doc(["10.0.0.5"], {**MINE, ANN_ALLOCATED_IPS: "10.7.7.7"}),
             HELD,
             (),
             (),

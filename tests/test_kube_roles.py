@@ -29,22 +29,19 @@ from ironlb.agent.kube.runtime import ControllerRuntime
 from ironlb.agent.sources.kube import KubeSource
 from ironlb.agentconfig import AgentConfig
 from ironlb.components import rbac
-from ironlb.model import ANN_POOL
+from ironlb.model import ANN_ALLOCATED_IPS, ANN_POOL
+from lab.manifests import node, pool, resource, service, tenant
+from lab.waiting import eventually
 from tests import apiserver_support
 from tests.kube_support import (
     NS,
     annotation,
-    crd,
     events,
-    eventually,
+    generator,
     get,
     ingress_ips,
     install,
-    node,
-    pool,
     role_client,
-    service,
-    tenant,
     violations,
 )
 
@@ -100,11 +97,11 @@ async def test_each_role_makes_only_calls_its_rbac_grants_and_the_server_finds_n
         pool("blue-pool", "10.2.0.0/30"),
         tenant("red", ["red-ns"], ["red-pool"]),
         tenant("blue", ["blue-ns"], ["blue-pool"], quota=1),
-        crd("L2Advertisement", "lan", ipPools=["lan"]),
-        crd("BGPAdvertisement", "bad", ipPools=["lan"], communities=["no-such-alias"]),
-        crd("BGPPeer", "tor", myASN=64513, peerASN=64512, peerAddress="192.0.2.254"),
-        crd("Community", "dc1", communities={"dc1-lb": "65010:100"}),
-        crd("Community", "broken", communities={"x": "65010:999999"}),
+        resource("L2Advertisement", "lan", ipPools=["lan"]),
+        resource("BGPAdvertisement", "bad", ipPools=["lan"], communities=["no-such-alias"]),
+        resource("BGPPeer", "tor", myASN=64513, peerASN=64512, peerAddress="192.0.2.254"),
+        resource("Community", "dc1", communities={"dc1-lb": "65010:100"}),
+        resource("Community", "broken", communities={"x": "65010:999999"}),
         service("web"),
         service("leaving"),
         service("thief", "red-ns", annotations={ANN_POOL: "blue-pool"}),
@@ -113,13 +110,17 @@ async def test_each_role_makes_only_calls_its_rbac_grants_and_the_server_finds_n
     ctrl_client = await role_client(apiserver, admin, "controller", tmp_path)
     speaker_client = await role_client(apiserver, admin, "speaker", tmp_path)
     source = KubeSource(speaker_client, "n1", Caches(speaker_client, SPEAKER_KINDS, FAST), status_debounce=0)
-    views = source.views()
+    views = generator(source.views())
     async with controller(ctrl_client):
-        await eventually(lambda: _allocated(admin, "web"), what="web allocated (annotation and status)")
-        await eventually(lambda: _allocated(admin, "leaving"), what="leaving allocated")
-        view = await asyncio.wait_for(anext(views), 10)
-        while "default/web" not in view.assignments:
-            view = await asyncio.wait_for(anext(views), 10)
+        await eventually("web allocated (annotation and status)", lambda: _allocated(admin, "web"))
+        await eventually("leaving allocated", lambda: _allocated(admin, "leaving"))
+        view = await eventually(
+            "a view with web's assignment",
+            lambda: asyncio.wait_for(anext(views), 10),
+            lambda v: "default/web" in v.assignments,
+            timeout=30,
+            interval=0,
+        )
         ip = view.assignments["default/web"].addresses[0]
         plan = Plan(
             node="n1",
@@ -141,15 +142,11 @@ async def test_each_role_makes_only_calls_its_rbac_grants_and_the_server_finds_n
         }
         l2 = {"addresses": {ip: {"state": "conflict", "conflict": conflict}}, "conflict_details": [conflict]}
         source.reporter.observe(plan, {"L2Shell": l2, **bgp})
-        await eventually(
-            lambda: _has_event(admin, "web", "AddressConflict"), what="the speaker's conflict Event"
-        )
+        await eventually("the speaker's conflict Event", lambda: _has_event(admin, "web", "AddressConflict"))
         source.reporter.observe(
             plan, {"L2Shell": {"addresses": {ip: {"state": "announcing", "since": 1e9}}}, **bgp}
         )
-        text = await eventually(
-            lambda: _announced_by(admin, "web", "n1"), what="who announces web, published"
-        )
+        text = await eventually("who announces web, published", lambda: _announced_by(admin, "web", "n1"))
         assert json.loads(text) == [
             {"ip": ip, "mode": "layer2", "nodes": ["n1"], "reason": "ranked first among eligible nodes"}
         ]
@@ -159,13 +156,13 @@ async def test_each_role_makes_only_calls_its_rbac_grants_and_the_server_finds_n
             {"spec": {"type": "ClusterIP"}},
             content_type="application/merge-patch+json",
         )
-        await eventually(lambda: _released(admin, "leaving"), what="leaving released and cleared")
-        peer = await eventually(lambda: _status(admin, "bgppeers", "tor", "state"), what="BGPPeer sessions")
+        await eventually("leaving released and cleared", lambda: _released(admin, "leaving"))
+        peer = await eventually("BGPPeer sessions", lambda: _status(admin, "bgppeers", "tor", "state"))
         assert peer == "Established"
-        assert await eventually(lambda: _status(admin, "tenants", "blue", "used"), what="tenant usage") == 1
-        broken = await eventually(lambda: _status(admin, "communities", "broken", "conditions"), what="Valid")
+        assert await eventually("tenant usage", lambda: _status(admin, "tenants", "blue", "used")) == 1
+        broken = await eventually("Valid", lambda: _status(admin, "communities", "broken", "conditions"))
         assert broken[0]["status"] == "False" and "65010:999999" in broken[0]["message"]
-        bad = await eventually(lambda: _status(admin, "bgpadvertisements", "bad", "conditions"), what="Valid")
+        bad = await eventually("Valid", lambda: _status(admin, "bgpadvertisements", "bad", "conditions"))
         assert bad[0]["status"] == "False"
         node_state = await get(admin, NODE_STATES, "n1")
         assert node_state["status"]["announcing"] == 2 and node_state["status"]["conflictCount"] == 0
@@ -187,13 +184,13 @@ async def test_each_role_makes_only_calls_its_rbac_grants_and_the_server_finds_n
 
 async def _allocated(admin: Any, name: str, namespace: str = "default") -> dict[str, Any] | None:
     doc = await get(admin, SERVICES, name, namespace)
-    ip = annotation(doc, "ironlb.io/allocated-ips")
+    ip = annotation(doc, ANN_ALLOCATED_IPS)
     return doc if ip and ingress_ips(doc) == [ip] else None
 
 
 async def _released(admin: Any, name: str) -> bool:
     doc = await get(admin, SERVICES, name, "default")
-    return annotation(doc, "ironlb.io/allocated-ips") is None and ingress_ips(doc) == []
+    return annotation(doc, ANN_ALLOCATED_IPS) is None and ingress_ips(doc) == []
 
 
 async def _announced_by(admin: Any, name: str, node_name: str) -> str | None:

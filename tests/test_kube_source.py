@@ -16,43 +16,19 @@ from typing import Any
 
 import pytest
 
-from ironlb.agent.announcements import L2Announcement, Ownership, Plan
 from ironlb.agent.kube.client import NODE_STATES, SERVICES, SPEAKER_KINDS, KubeClient
 from ironlb.agent.kube.informer import Caches, InformerSettings
 from ironlb.agent.sources.kube import KubeSource
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL
+from lab.manifests import endpoint_slice, node, pool, service
+from lab.waiting import always, eventually
 from tests import apiserver_support
-from tests.kube_support import (
-    eventually,
-    get,
-    install,
-    node,
-    pool,
-    role_client,
-    service,
-    set_ingress,
-    violations,
-)
+from tests.factories import owned_plan
+from tests.kube_support import generator, get, install, role_client, set_ingress, violations
 
 apiserver, admin = apiserver_support.apiserver, apiserver_support.admin  # pytest fixtures
 
 FAST = InformerSettings(resync_seconds=30, backoff_initial=0.05, backoff_max=0.2)
-
-
-def slice_(svc: str, *nodes: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"{svc}-x",
-            "namespace": "default",
-            "labels": {"kubernetes.io/service-name": svc},
-        },
-        "addressType": "IPv4",
-        "endpoints": [
-            {"addresses": ["10.244.0.1"], "nodeName": n, "conditions": {"ready": True}} for n in nodes
-        ],
-    }
 
 
 @pytest.fixture
@@ -62,6 +38,11 @@ async def client(apiserver: Any, admin: Any, tmp_path: Path) -> AsyncIterator[Ku
     yield client
     found = violations(apiserver, "speaker")
     assert found == {}, f"the API server refused, pruned or ignored a speaker request: {found}"
+
+
+#: The gap between two ticks of the status loop here: the reporter's debounce is 0, so a write
+#: a tick causes is under way within one event-loop turn; 50 ms lets it land before the next.
+TICK = 0.05
 
 
 def source_for(client: KubeClient) -> KubeSource:
@@ -75,14 +56,14 @@ async def test_views_carry_assignments_endpoints_nodes_and_namespaces_and_follow
         [
             pool("lan", "10.0.0.0/29", allowUntenanted=True),
             service("web"),
-            node("n1", "192.168.1.1", zone="a"),
-            node("n2", "192.168.1.2", ready="False"),
-            slice_("web", "n2"),
+            node("n1", "192.168.1.1", labels={"zone": "a"}),
+            node("n2", "192.168.1.2", ready=False),
+            endpoint_slice("web", "n2"),
         ]
     )
     await set_ingress(admin, "web", "10.0.0.3")
     src = source_for(client)
-    views = src.views()
+    views = generator(src.views())
     try:
         view = await asyncio.wait_for(anext(views), 10)
         assert view.assignments["default/web"].addresses == ("10.0.0.3",)
@@ -95,7 +76,7 @@ async def test_views_carry_assignments_endpoints_nodes_and_namespaces_and_follow
         await admin.load(
             [service("db", annotations={ANN_ALLOCATED_IPS: "10.0.0.4", ANN_ALLOCATED_POOL: "x"})]
         )
-        await eventually(lambda: src.caches.get("services", "default/db"), what="db in the cache")
+        await eventually("db in the cache", lambda: src.caches.get("services", "default/db"))
         assert src.build() == view, "nothing to announce: the same view (and none is yielded)"
         await set_ingress(admin, "db", "10.0.0.4")
         view = await asyncio.wait_for(anext(views), 10)
@@ -109,30 +90,24 @@ async def test_views_carry_assignments_endpoints_nodes_and_namespaces_and_follow
         await views.aclose()
 
 
-def plan(ip: str) -> Plan:
-    return Plan(
-        node="n1",
-        l2=(L2Announcement(ip, ("default/web",)),),
-        ownership=(Ownership(ip, "layer2", ("n1",), "ranked first among eligible nodes", ("default/web",)),),
-    )
-
-
 async def test_the_node_state_is_written_on_change_only_and_survives_a_restart_without_a_write(
     apiserver: Any, admin: Any, client: KubeClient, tmp_path: Path
 ) -> None:
     await admin.load([node("n1", "192.168.1.1")])
     statuses = {"L2Shell": {"addresses": {"10.0.0.3": {"state": "probing", "since": 1.0e9}}}}
     src = source_for(client)
-    views = src.views()
+    views = generator(src.views())
     try:
         await asyncio.wait_for(anext(views), 10)
         for _ in range(5):  # ticks with nothing new: one write
-            src.reporter.observe(plan("10.0.0.3"), statuses)
-            await asyncio.sleep(0.05)
-        await eventually(lambda: src.reporter.writes == 1, what="the first NodeState write")
+            src.reporter.observe(owned_plan("n1", "10.0.0.3"), statuses)
+            await always(
+                "at most one NodeState write", lambda: src.reporter.writes, lambda n: n <= 1, seconds=TICK
+            )
+        await eventually("the first NodeState write", lambda: src.reporter.writes, lambda n: n == 1)
         statuses["L2Shell"]["addresses"]["10.0.0.3"] = {"state": "announcing", "since": 1.0e9 + 1}
-        src.reporter.observe(plan("10.0.0.3"), statuses)
-        await eventually(lambda: src.reporter.writes == 2, what="a write for the change")
+        src.reporter.observe(owned_plan("n1", "10.0.0.3"), statuses)
+        await eventually("a write for the change", lambda: src.reporter.writes == 2)
         doc = await get(admin, NODE_STATES, "n1")
         assert doc["status"]["announcing"] == 1
         assert doc["status"]["announcements"][0]["state"] == "announcing"
@@ -141,12 +116,17 @@ async def test_the_node_state_is_written_on_change_only_and_survives_a_restart_w
     finally:
         await views.aclose()
     restarted = source_for(await role_client(apiserver, admin, "speaker", tmp_path))
-    views = restarted.views()
+    views = generator(restarted.views())
     try:
         await asyncio.wait_for(anext(views), 10)
-        restarted.reporter.observe(plan("10.0.0.3"), statuses)
-        await asyncio.sleep(0.3)
-        await restarted.reporter.sync()
+        restarted.reporter.observe(owned_plan("n1", "10.0.0.3"), statuses)
+        reporter = restarted.reporter
+        await eventually(  # its first sync read the NodeState back (or wrote it: counted below)
+            "the restarted reporter to hold what it wants written",
+            lambda: reporter.written,
+            lambda written: written == reporter.wanted,
+        )
+        await reporter.sync()
         assert restarted.reporter.writes == 0, (
             "a restarted speaker whose NodeState still holds writes nothing"
         )

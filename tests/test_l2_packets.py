@@ -35,7 +35,7 @@ def test_a_who_has_request_parses_and_the_reply_is_unicast_to_the_asker() -> Non
         ),
     ],
 )
-def test_gratuitous_arp_forms_are_broadcast_with_spa_equal_tpa(form, op, tha) -> None:  # type: ignore[no-untyped-def]
+def test_gratuitous_arp_forms_are_broadcast_with_spa_equal_tpa(form, op, tha) -> None:
     frame = form(MAC, VIP)
     parsed = pk.parse_arp_frame(frame)
     assert frame[:6] == pk.BROADCAST

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from ironlb.agent import netlink
-from ironlb.agent.announcements import L2Announcement, Ownership, Plan
+from ironlb.agent.announcements import L2Announcement, Plan
 from ironlb.agent.l2 import packets as pk
 from ironlb.agent.l2 import shell as shell_mod
 from ironlb.agent.l2.responders import ArpResponder, NdpResponder
 from ironlb.agent.settings import L2Settings
+from lab.waiting import eventually
+from tests.factories import owned_plan
 
 NODE_MAC = "02:77:00:00:00:0b"
 FOREIGN = pk.mac_bytes("02:77:00:00:00:64")
@@ -87,27 +89,22 @@ async def l2(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[shell_mod.L2Shell
 
 
 def plan(*ips: str, owner: str = "node1") -> Plan:
-    return Plan(
-        node="node1",
-        l2=tuple(L2Announcement(ip, ("default/web",)) for ip in ips if owner == "node1"),
-        ownership=tuple(Ownership(ip, "layer2", (owner,), "ranked first") for ip in ips),
-    )
+    return owned_plan(owner, *ips, node="node1")
 
 
 def responder(s: shell_mod.L2Shell, family: int = 4) -> Any:
     return s.responders[("eth0", family)]
 
 
-async def until(what: str, cond: Any, timeout: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
 def state(s: shell_mod.L2Shell, ip: str) -> str:
     return str(s.status()["addresses"][ip]["state"])
+
+
+async def reaches(s: shell_mod.L2Shell, ip: str, wanted: str, timeout: float = 2.0) -> None:
+    """Wait until ``ip`` is ``wanted`` (probing, announcing, conflict) on the shell."""
+    await eventually(
+        f"{ip} {wanted}", lambda: state(s, ip), lambda st: st == wanted, timeout=timeout, interval=0.005
+    )
 
 
 async def test_every_first_announcement_is_probed_takeovers_included(l2: shell_mod.L2Shell) -> None:
@@ -116,7 +113,7 @@ async def test_every_first_announcement_is_probed_takeovers_included(l2: shell_m
     await l2.apply(plan("10.77.0.200"))  # node2 died: a takeover
     assert state(l2, "10.77.0.200") == "probing"
     r = responder(l2)
-    await until("announcing", lambda: state(l2, "10.77.0.200") == "announcing", 1.0)
+    await reaches(l2, "10.77.0.200", "announcing", 1.0)
     assert r.probes == [pk.ip_bytes("10.77.0.200")] * 2, "two probes before the first answer"
     assert pk.ip_bytes("10.77.0.200") in r.owned and r.announced[0] == pk.ip_bytes("10.77.0.200")
 
@@ -141,7 +138,7 @@ async def test_a_host_answering_through_the_grace_is_refused_reported_and_retrie
 
     task = asyncio.create_task(foreign_host())
     try:
-        await until("conflict", lambda: state(l2, "fd77::c8") == "conflict")
+        await reaches(l2, "fd77::c8", "conflict")
         st = l2.status()
         detail = st["addresses"]["fd77::c8"]["conflict"]
         assert detail["mac"] == pk.mac_text(FOREIGN) and detail["state"] == "refused"
@@ -151,11 +148,10 @@ async def test_a_host_answering_through_the_grace_is_refused_reported_and_retrie
         assert st["counters"]["conflicts"] == 1
         assert "conflict" in changes, "on_change reported the refusal"
         probes = len(r.probes)
-        await asyncio.sleep(0.8)
-        assert len(r.probes) > probes, "re-probed after the retry delay"
+        await eventually("a probe after the retry delay", lambda: r.probes, lambda sent: len(sent) > probes)
         assert state(l2, "fd77::c8") == "conflict" and l2.status()["counters"]["conflicts"] == 1
         answering = False  # the host let the address go
-        await until("announcing", lambda: state(l2, "fd77::c8") == "announcing", 3.0)
+        await reaches(l2, "fd77::c8", "announcing", 3.0)
         assert "conflict" not in l2.status()["addresses"]["fd77::c8"]
         assert l2.status()["conflicts"] == [] and changes[-1] == "announcing"
     finally:
@@ -166,9 +162,12 @@ async def test_the_previous_owner_still_answering_briefly_is_not_a_conflict(l2: 
     await l2.apply(plan("10.77.0.200"))
     r = responder(l2)
     l2._on_claim(r, pk.ip_bytes("10.77.0.200"), pk.mac_bytes("02:77:00:00:00:0c"), "arp")
-    await asyncio.sleep(0.06)  # first round over: claimed -> probe again
+    first_round = SETTINGS.probe_count
+    await eventually(  # the first round is over: claimed -> probe again
+        "a probe of the second round", lambda: r.probes, lambda sent: len(sent) > first_round, interval=0.002
+    )
     assert state(l2, "10.77.0.200") == "probing"
-    await until("announcing", lambda: state(l2, "10.77.0.200") == "announcing", 1.0)
+    await reaches(l2, "10.77.0.200", "announcing", 1.0)
     assert l2.status()["conflict_details"] == [] and l2.status()["counters"].get("conflicts", 0) == 0
 
 
@@ -176,7 +175,7 @@ async def test_a_claim_after_we_announce_is_defended_once_reported_and_cleared(
     l2: shell_mod.L2Shell,
 ) -> None:
     await l2.apply(plan("10.77.0.200"))
-    await until("announcing", lambda: state(l2, "10.77.0.200") == "announcing")
+    await reaches(l2, "10.77.0.200", "announcing")
     r = responder(l2)
     vip = pk.ip_bytes("10.77.0.200")
     r.announced.clear()
@@ -195,9 +194,12 @@ async def test_a_claim_after_we_announce_is_defended_once_reported_and_cleared(
     assert state(l2, "10.77.0.200") == "announcing" and vip in r.owned, "we keep the address"
     assert l2.status()["conflicts"] == [], "not held back"
     probes = len(r.probes)
-    await asyncio.sleep(0.15)
-    assert len(r.probes) > probes, "a contested address is watched with probes"
-    await until("the conflict to clear", lambda: not l2.status()["conflict_details"], 1.0)
+    await eventually(
+        "a contested address to be watched with probes", lambda: r.probes, lambda sent: len(sent) > probes
+    )
+    await eventually(
+        "the conflict to clear", lambda: not l2.status()["conflict_details"], timeout=1.0, interval=0.005
+    )
     assert calls == 2
 
 
@@ -210,17 +212,17 @@ async def test_a_withdrawn_address_in_conflict_is_announced_again_after_it_comes
     for _ in range(10):
         l2._on_claim(r, vip, FOREIGN, "na")
         await asyncio.sleep(0.03)
-    await until("conflict", lambda: state(l2, "fd77::c8") == "conflict")
+    await reaches(l2, "fd77::c8", "conflict")
     await l2.apply(plan())
     assert l2.entries == {} and l2.responders == {}
     await l2.apply(plan("fd77::c8"))
-    await until("announcing", lambda: state(l2, "fd77::c8") == "announcing")
+    await reaches(l2, "fd77::c8", "announcing")
     assert vip in responder(l2, 6).owned
 
 
 async def test_a_services_change_keeps_announcing_without_a_new_probe(l2: shell_mod.L2Shell) -> None:
     await l2.apply(plan("10.77.0.200"))
-    await until("announcing", lambda: state(l2, "10.77.0.200") == "announcing")
+    await reaches(l2, "10.77.0.200", "announcing")
     probes = len(responder(l2).probes)
     shared = Plan("node1", l2=(L2Announcement("10.77.0.200", ("default/a", "default/web")),))
     await l2.apply(shared)

@@ -17,12 +17,13 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from ironlb import __version__
-from ironlb.agent.announcements import BGPRoute, L2Announcement, Ownership, Plan
 from ironlb.agent.membership import Membership, MembershipSettings
 from ironlb.agent.membership.wire import Keyring
 from ironlb.agent.metrics import ControllerMetrics, Metrics, SpeakerMetrics, Timing
 from ironlb.agent.observability import StatusBoard
 from ironlb.ipam.allocator import PoolUsage
+from lab.waiting import eventually
+from tests.factories import owned_plan
 from tests.test_observability import FakeShell
 
 IP = "10.0.0.5"
@@ -31,15 +32,6 @@ IP = "10.0.0.5"
 def value(metrics: Metrics, name: str, **labels: str) -> float:
     got = metrics.registry.get_sample_value(name, labels)
     return 0.0 if got is None else got
-
-
-def owned_by(owner: str, *, node: str = "n1", prefixes: tuple[str, ...] = ()) -> Plan:
-    return Plan(
-        node=node,
-        l2=(L2Announcement(IP, ("default/web",)),) if owner == node else (),
-        bgp=tuple(BGPRoute(p, ("tor",)) for p in prefixes),
-        ownership=(Ownership(IP, "layer2", (owner,), "ranked first", ("default/web",)),),
-    )
 
 
 def l2_status(state: str, since: float) -> dict[str, Any]:
@@ -61,10 +53,10 @@ def test_a_takeover_times_the_announcement_from_the_plan_and_the_failover_from_t
     l2 = FakeShell(l2_status("withdrawn", 0))
     board = StatusBoard("n1")
     board.shells = {"L2Shell": l2}
-    board.record_plan(owned_by("n2"))
+    board.record_plan(owned_plan("n2", IP))
     t0 = time.time()
     l2._status = l2_status("probing", t0 + 0.02)
-    board.record_plan(owned_by("n1"), Timing(changed_at=t0, applied_at=t0 + 0.02, plan_seconds=0.004))
+    board.record_plan(owned_plan("n1", IP), Timing(changed_at=t0, applied_at=t0 + 0.02, plan_seconds=0.004))
     m = board.metrics
     assert value(m, "ironlb_failovers_total", mode="layer2") == 1
     assert value(m, "ironlb_announcement_duration_seconds_count", mode="layer2") == 0, "still probing"
@@ -85,7 +77,7 @@ def test_a_new_address_is_no_failover_and_a_refused_one_is_not_timed() -> None:
     board = StatusBoard("n1")
     board.shells = {"L2Shell": l2}
     t0 = time.time()
-    board.record_plan(owned_by("n1"), Timing(t0, t0))  # the agent's first plan: nobody owned it before
+    board.record_plan(owned_plan("n1", IP), Timing(t0, t0))  # the agent's first plan: nobody owned it before
     l2._status = l2_status("conflict", t0 + 0.2)
     board.tick()
     l2._status = l2_status("announcing", t0 + 40)  # refused, probed again later: not an announcement time
@@ -101,7 +93,7 @@ def test_a_bgp_route_counts_as_announced_once_the_speaker_runs() -> None:
     board = StatusBoard("n1")
     board.shells = {"BGPShell": bgp}
     t0 = time.time() - 0.05
-    board.record_plan(owned_by("n2", prefixes=("10.100.0.1/32",)), Timing(t0, t0))
+    board.record_plan(owned_plan("n2", IP, prefixes=("10.100.0.1/32",)), Timing(t0, t0))
     assert value(board.metrics, "ironlb_announcement_duration_seconds_count", mode="bgp") == 0
     bgp._status = {"speaker": {"state": "running"}, "sessions": {}}
     board.tick()
@@ -150,34 +142,32 @@ async def test_membership_is_in_status_and_in_metrics_and_its_keys_never_are() -
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"not a membership datagram", ("127.0.0.1", ports["a"]))
-        deadline = time.monotonic() + 10
-        while (
-            nodes["a"].status()["peers"]["b"]["state"] != "alive"
-            or not nodes["a"].status()["counters"]["malformed"]
-        ):
-            assert time.monotonic() < deadline, nodes["a"].status()
-            await asyncio.sleep(0.05)
+        await eventually(
+            "a to hear b and count the malformed datagram (a's status)",
+            nodes["a"].status,
+            lambda st: st["peers"]["b"]["state"] == "alive" and st["counters"]["malformed"],
+        )
         board = StatusBoard("a")
         board.membership = nodes["a"]
         board.tick()
     finally:
         await asyncio.gather(*(m.stop(graceful=False) for m in nodes.values()))
-    m = board.metrics
+    metrics = board.metrics
     doc = json.loads(board.snapshot())
     assert (
         doc["membership"]["peers"]["b"]["state"] == "alive"
         and doc["membership"]["peers"]["b"]["key"] == "next"
     )
-    assert value(m, "ironlb_membership_peers", state="alive") == 1
+    assert value(metrics, "ironlb_membership_peers", state="alive") == 1
     states = ("alive", "suspect", "dead", "left", "unknown")
-    assert sum(value(m, "ironlb_membership_peers", state=s) for s in states) == 2, "sum() is every peer"
-    assert value(m, "ironlb_membership_peers_by_key", key="next") == 1, "b signs with the next key"
-    assert value(m, "ironlb_membership_peers_by_key", key="unheard") == 1, "nothing heard from c"
-    assert value(m, "ironlb_membership_lanes", lane="fast") == 2, "two peers: both watch a"
-    assert value(m, "ironlb_membership_datagrams_dropped_total", reason="malformed") >= 1
-    assert value(m, "ironlb_membership_datagrams_received_total") > 1
-    assert value(m, "ironlb_membership_isolated_seconds") == 0
-    exposition = generate_latest(m.registry)
+    assert sum(value(metrics, "ironlb_membership_peers", state=s) for s in states) == 2, "sum() is every peer"
+    assert value(metrics, "ironlb_membership_peers_by_key", key="next") == 1, "b signs with the next key"
+    assert value(metrics, "ironlb_membership_peers_by_key", key="unheard") == 1, "nothing heard from c"
+    assert value(metrics, "ironlb_membership_lanes", lane="fast") == 2, "two peers: both watch a"
+    assert value(metrics, "ironlb_membership_datagrams_dropped_total", reason="malformed") >= 1
+    assert value(metrics, "ironlb_membership_datagrams_received_total") > 1
+    assert value(metrics, "ironlb_membership_isolated_seconds") == 0
+    exposition = generate_latest(metrics.registry)
     for key in (old, new):
         for form in (key, key.hex().encode(), key.decode().encode()):
             assert form not in exposition and form not in board.snapshot()

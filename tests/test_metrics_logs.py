@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ironlb.agent.metric_catalog import CONTROLLER, SPEAKER
 from lab.cluster.deploy import Cluster, deployed
+from lab.errors import WaitTimeout
+from lab.waiting import wait_for
 from tests.test_metrics_conventions import lint
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
@@ -130,13 +131,16 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         assert {"ironlb-membership/key", "ironlb-bgp-tor-a/password", "ironlb-bgp-tor-b/password"} <= set(
             result.secrets
         ), sorted(result.secrets)
-        deadline, scrapes = time.monotonic() + 90, {}
-        while time.monotonic() < deadline:
-            scrapes = _scrapes(cluster)
-            if _converged(scrapes):
-                break
-            time.sleep(1)
-        result.scrapes = scrapes
+        try:  # whether it converged is the first test's to say, with the scrapes
+            result.scrapes = wait_for(
+                "every pod's metrics to converge",
+                lambda: _scrapes(cluster),
+                _converged,
+                timeout=90,
+                interval=1,
+            )
+        except WaitTimeout:
+            result.scrapes = _scrapes(cluster)
         assert cluster.kubelet is not None
         cluster.kubelet.stop()  # SIGTERM to every pod, as at a rollout: the shutdown lines
         cluster.kubelet = None

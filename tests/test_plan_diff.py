@@ -21,6 +21,7 @@ from ironlb.errors import IronLBError
 from ironlb_cli.livestate import export_document, read_export
 from ironlb_cli.main import main
 from ironlb_cli.plan import build_plan
+from lab.manifests import service
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "plan"
 UPDATE = os.environ.get("IRONLB_UPDATE_GOLDEN") == "1"
@@ -80,6 +81,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
+def plan_diff(capsys: pytest.CaptureFixture[str], stacks: Path, base: str, fmt: str) -> tuple[int, str]:
+    """``ironlb plan`` of the dev stack in ``stacks``, diffed against ``base``, in ``fmt``."""
+    return run(capsys, "plan", "--stack", "dev", "--stacks-dir", str(stacks), "--diff", base, "--format", fmt)
+
+
 # --- prediction ----------------------------------------------------------------------------
 
 
@@ -108,18 +114,7 @@ def test_live_addresses_are_kept_and_marked_live(tmp_path):
 def test_adding_a_service_never_moves_another(tmp_path, capsys):
     base = write(tmp_path / "base", BASE)
     write(tmp_path / "head", with_service(AAA))
-    code, out = run(
-        capsys,
-        "plan",
-        "--stack",
-        "dev",
-        "--stacks-dir",
-        str(tmp_path / "head"),
-        "--diff",
-        str(base),
-        "--format",
-        "json",
-    )
+    code, out = plan_diff(capsys, tmp_path / "head", str(base), "json")
     assert code == 0
     result = json.loads(out)
     assert addresses(result["plan"])["default/web"] == ["10.77.0.200"], "web keeps the address it had"
@@ -151,23 +146,13 @@ def test_a_service_without_an_address_fails_the_plan_unless_allowed(tmp_path, ca
 # --- live state files ----------------------------------------------------------------------
 
 
-def _service(ns: str, name: str, ips: list[str], cls: str | None = "ironlb.io/ironlb") -> dict[str, Any]:
-    spec: dict[str, Any] = {"type": "LoadBalancer", **({"loadBalancerClass": cls} if cls else {})}
-    ingress = [{"ip": ip} for ip in ips]
-    return {
-        "metadata": {"namespace": ns, "name": name},
-        "spec": spec,
-        "status": {"loadBalancer": {"ingress": ingress}},
-    }
-
-
 def test_an_export_holds_only_ironlbs_services_from_their_status(tmp_path):
     doc = export_document(
         [
-            _service("default", "web", ["10.77.0.205"]),
-            _service("default", "other", ["192.0.2.1"], cls="example.com/other"),
-            _service("default", "classless", ["192.0.2.2"], cls=None),
-            _service("default", "pending", []),
+            service("web", "default", "10.77.0.205"),
+            service("other", "default", "192.0.2.1", cls="example.com/other"),
+            service("classless", "default", "192.0.2.2", cls=None),
+            service("pending", "default"),
         ]
     )
     path = tmp_path / "live.json"
@@ -199,7 +184,7 @@ def test_a_bad_export_file_is_named_with_what_is_expected(tmp_path, body, messag
 def test_plan_reads_an_export_file(tmp_path, capsys):
     write(tmp_path, BASE)
     live = tmp_path / "live.json"
-    live.write_text(json.dumps(export_document([_service("default", "web", ["10.77.0.207"])])))
+    live.write_text(json.dumps(export_document([service("web", "default", "10.77.0.207")])))
     code, out = run(capsys, "plan", "--stack", "dev", "--stacks-dir", str(tmp_path), "--live", str(live))
     assert code == 0 and "10.77.0.207 (live)" in out and "10.100.0.0 (predicted)" in out
 
@@ -229,18 +214,7 @@ def _head() -> dict[str, Any]:
 def test_diff_output_matches_the_golden(tmp_path, capsys, fmt):
     base = write(tmp_path / "base", BASE)
     write(tmp_path / "head", _head())
-    code, out = run(
-        capsys,
-        "plan",
-        "--stack",
-        "dev",
-        "--stacks-dir",
-        str(tmp_path / "head"),
-        "--diff",
-        str(base),
-        "--format",
-        fmt,
-    )
+    code, out = plan_diff(capsys, tmp_path / "head", str(base), fmt)
     assert code == 0
     out = out.replace(str(base), "BASE")
     golden = GOLDEN / f"diff.{'md' if fmt == 'markdown' else 'txt'}"

@@ -15,44 +15,19 @@ from ironlb.agent.planner.ranking import Ranking
 from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.config import parse
 from ironlb.model import EXCLUDE_LABEL
-from ironlb.service import AssignedIP, Assignment
+from ironlb.service import Assignment
+from lab.manifests import l2_advertisement, pool
+from tests.factories import assignment
 
 NODES = ("n1", "n2", "n3")
 
 
 def config(*advs: dict[str, Any], pools: tuple[dict[str, Any], ...] = ()) -> Any:
     docs = list(pools) or [
-        {
-            "apiVersion": "ironlb.io/v1alpha1",
-            "kind": "IPPool",
-            "metadata": {"name": "lan", "labels": {"zone": "a"}},
-            "spec": {"addresses": ["10.0.0.0/24", "fd00::/120"]},
-        },
-        {
-            "apiVersion": "ironlb.io/v1alpha1",
-            "kind": "IPPool",
-            "metadata": {"name": "dmz"},
-            "spec": {"addresses": ["10.9.0.0/24"]},
-        },
+        pool("lan", "10.0.0.0/24", "fd00::/120", labels={"zone": "a"}),
+        pool("dmz", "10.9.0.0/24"),
     ]
-    for i, spec in enumerate(advs):
-        docs.append(
-            {
-                "apiVersion": "ironlb.io/v1alpha1",
-                "kind": "L2Advertisement",
-                "metadata": {"name": f"adv{i}"},
-                "spec": spec,
-            }
-        )
-    return parse(docs)
-
-
-def assign(key: str, *ips: str, pool: str = "lan", local: bool = False) -> Assignment:
-    return Assignment(
-        service=key,
-        ips=tuple(AssignedIP(ip, pool) for ip in ips),
-        traffic_policy="Local" if local else "Cluster",
-    )
+    return parse([*docs, *(l2_advertisement(f"adv{i}", **spec) for i, spec in enumerate(advs))])
 
 
 def view(
@@ -125,13 +100,14 @@ def test_owner_is_the_first_eligible_node(case: str, kwargs: dict[str, Any], exp
         nodes[top] = NodeInfo(top, network_unavailable=True)
     if kwargs.get("excluded"):
         nodes[top] = NodeInfo(top, labels={EXCLUDE_LABEL: ""})
-    v = view(assign("ns/a", "10.0.0.1"), nodes=nodes, live=live)
+    v = view(assignment("ns/a", "10.0.0.1"), nodes=nodes, live=live)
     assert owner(v, "10.0.0.1") == expected()
 
 
 def test_all_addresses_of_a_service_share_one_owner() -> None:
     v = view(
-        assign("ns/dual", "10.0.0.7", "fd00::7"), assign("ns/multi", "10.0.0.8", "10.0.0.9", "10.0.0.10")
+        assignment("ns/dual", "10.0.0.7", "fd00::7"),
+        assignment("ns/multi", "10.0.0.8", "10.0.0.9", "10.0.0.10"),
     )
     assert owner(v, "10.0.0.7") == owner(v, "fd00::7")
     assert owner(v, "10.0.0.8") == owner(v, "10.0.0.9") == owner(v, "10.0.0.10")
@@ -140,9 +116,9 @@ def test_all_addresses_of_a_service_share_one_owner() -> None:
 def test_services_sharing_an_address_are_announced_from_one_node_even_through_other_addresses() -> None:
     # a and b share .20; b and c share .21: all of .19 .20 .21 .22 form one group
     v = view(
-        assign("ns/a", "10.0.0.19", "10.0.0.20"),
-        assign("ns/b", "10.0.0.20", "10.0.0.21"),
-        assign("ns/c", "10.0.0.21", "10.0.0.22"),
+        assignment("ns/a", "10.0.0.19", "10.0.0.20"),
+        assignment("ns/b", "10.0.0.20", "10.0.0.21"),
+        assignment("ns/c", "10.0.0.21", "10.0.0.22"),
     )
     owners = {owner(v, f"10.0.0.{i}") for i in (19, 20, 21, 22)}
     assert len(owners) == 1
@@ -152,9 +128,9 @@ def test_services_sharing_an_address_are_announced_from_one_node_even_through_ot
 
 def test_etp_local_owner_holds_a_ready_endpoint_and_follows_it() -> None:
     for node in NODES:
-        v = view(assign("ns/l", "10.0.0.30", local=True), endpoints={"ns/l": frozenset({node})})
+        v = view(assignment("ns/l", "10.0.0.30", local=True), endpoints={"ns/l": frozenset({node})})
         assert owner(v, "10.0.0.30") == node
-    v = view(assign("ns/l", "10.0.0.30", local=True), endpoints={"ns/l": frozenset()})
+    v = view(assignment("ns/l", "10.0.0.30", local=True), endpoints={"ns/l": frozenset()})
     _, rows, missing = plan_l2(v, "n1")
     assert rows == ()
     assert "no ready endpoint of ns/l" in missing["ns/l"]
@@ -185,7 +161,7 @@ def test_which_advertisements_cover_a_pool(
     case: str, adv: dict[str, Any], pool: str, announced: bool
 ) -> None:
     ip = "10.0.0.40" if pool == "lan" else "10.9.0.40"
-    v = view(assign("ns/s", ip, pool=pool), advs=(adv,))
+    v = view(assignment("ns/s", ip, pool=pool), advs=(adv,))
     _, rows, missing = plan_l2(v, "n1")
     assert bool(rows) is announced
     if not announced:
@@ -195,7 +171,7 @@ def test_which_advertisements_cover_a_pool(
 def test_node_selector_limits_owners_and_interfaces_and_garp_come_from_the_advertisement() -> None:
     nodes = {"n1": NodeInfo("n1", labels={"l2": "yes"}), "n2": NodeInfo("n2"), "n3": NodeInfo("n3")}
     adv = {"nodeSelector": {"matchLabels": {"l2": "yes"}}, "interfaces": ["eth1"], "garpInterval": 30}
-    v = view(assign("ns/s", "10.0.0.50"), advs=(adv,), nodes=nodes)
+    v = view(assignment("ns/s", "10.0.0.50"), advs=(adv,), nodes=nodes)
     anns, rows, _ = plan_l2(v, "n1")
     assert rows[0].nodes == ("n1",)
     assert rows[0].reason == "ranked first by sha256(node#10.0.0.50) among eligible nodes"
@@ -204,7 +180,7 @@ def test_node_selector_limits_owners_and_interfaces_and_garp_come_from_the_adver
 
 
 def test_every_node_computes_the_same_ownership_and_only_the_owner_announces() -> None:
-    v = view(*(assign(f"ns/s{i}", f"10.0.0.{100 + i}") for i in range(20)))
+    v = view(*(assignment(f"ns/s{i}", f"10.0.0.{100 + i}") for i in range(20)))
     plans = {n: plan(v, n) for n in NODES}
     assert len({p.ownership for p in plans.values()}) == 1
     announced = [a.ip for p in plans.values() for a in p.l2]
@@ -212,7 +188,7 @@ def test_every_node_computes_the_same_ownership_and_only_the_owner_announces() -
 
 
 def test_losing_a_node_moves_only_the_addresses_it_owned() -> None:
-    v = view(*(assign(f"ns/s{i}", f"10.0.0.{100 + i}") for i in range(30)))
+    v = view(*(assignment(f"ns/s{i}", f"10.0.0.{100 + i}") for i in range(30)))
     before = {o.ip: o.nodes[0] for o in plan_l2(v, "n1")[1]}
     after = {o.ip: o.nodes[0] for o in plan_l2(replace(v, live_members=frozenset({"n1", "n2"})), "n1")[1]}
     moved = {ip for ip in before if before[ip] != after[ip]}
@@ -221,7 +197,7 @@ def test_losing_a_node_moves_only_the_addresses_it_owned() -> None:
 
 def test_no_eligible_node_explains_each_node() -> None:
     nodes = {"n1": NodeInfo("n1", ready=False), "n2": NodeInfo("n2", labels={EXCLUDE_LABEL: ""})}
-    v = view(assign("ns/s", "10.0.0.60"), nodes=nodes, live=frozenset({"n2"}))
+    v = view(assignment("ns/s", "10.0.0.60"), nodes=nodes, live=frozenset({"n2"}))
     _, rows, missing = plan_l2(v, "n1")
     assert rows == ()
     assert missing["ns/s"] == (
@@ -230,7 +206,7 @@ def test_no_eligible_node_explains_each_node() -> None:
 
 
 def test_plan_combines_unannounced_reasons() -> None:
-    v = view(assign("ns/s", "10.9.0.1", pool="dmz"), advs=({"ipPools": ["lan"]},))
+    v = view(assignment("ns/s", "10.9.0.1", pool="dmz"), advs=({"ipPools": ["lan"]},))
     assert plan(v, "n1").unannounced == {"ns/s": "no L2Advertisement or BGPAdvertisement selects pool dmz"}
 
 

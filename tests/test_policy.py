@@ -14,6 +14,7 @@ from pulumi_policy import (
     PolicyResourceOptions,
     ResourceValidationArgs,
     StackValidationArgs,
+    StackValidationPolicy,
 )
 
 from ironlb.components.offline import SECRET_SIG, Evaluation, evaluate, evaluate_stack, load_stack
@@ -135,7 +136,7 @@ def _prod() -> Evaluation:
 def test_every_policy_passes_on_the_stacks_we_ship(stack):
     resources = stack_resources(_evaluated(stack))
     for policy in policies.POLICIES:
-        if isinstance(policy, policies.StackValidationPolicy):
+        if isinstance(policy, StackValidationPolicy):
             assert validate_stack(policy, resources) == []
         else:
             for res in resources:

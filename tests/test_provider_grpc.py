@@ -68,7 +68,7 @@ class Registration:
 
 
 @dataclass
-class FakeEngine(resource_pb2_grpc.ResourceMonitorServicer, engine_pb2_grpc.EngineServicer):  # type: ignore[misc]
+class FakeEngine(resource_pb2_grpc.ResourceMonitorServicer, engine_pb2_grpc.EngineServicer):
     """The engine's resource monitor and log endpoint, recording what the provider sends."""
 
     registrations: list[Registration] = field(default_factory=list)

@@ -13,13 +13,14 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from ironlb.components.manifest_check import check_all, problems, problems_via_library
-from ironlb.components.offline import REDACTED, evaluate, evaluate_stack, load_stack, manifests
-from ironlb.components.stackconfig import read_stack_file
+from ironlb.components.offline import evaluate, evaluate_stack, load_stack, manifests
+from ironlb.components.stackconfig import REDACTED, read_stack_file
 from ironlb.config import parse
 from ironlb_cli.main import main
 from ironlb_cli.render import render
@@ -58,7 +59,7 @@ def test_render_is_deterministic():
 
 
 @functools.cache
-def _manifests(stack: str) -> list[dict]:
+def _manifests(stack: str) -> list[dict[str, Any]]:
     return manifests(evaluate_stack(load_stack(stack, STACKS)))
 
 

@@ -17,42 +17,22 @@ import yaml
 from ironlb.agent.sources.files import FileSource, build_view
 from ironlb.agent.viewbuild import endpoint_nodes, node_info
 from ironlb.errors import ConfigError
+from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL
+from lab import manifests
+from lab.manifests import endpoint_slice, l2_advertisement, pool, service
+from lab.waiting import always, eventually
 
-POOL = {
-    "apiVersion": "ironlb.io/v1alpha1",
-    "kind": "IPPool",
-    "metadata": {"name": "lan"},
-    "spec": {"addresses": ["10.0.0.10-10.0.0.20"]},
-}
-ADV = {"apiVersion": "ironlb.io/v1alpha1", "kind": "L2Advertisement", "metadata": {"name": "lan"}, "spec": {}}
+POOL = pool("lan", "10.0.0.10-10.0.0.20")
+ADV = l2_advertisement("lan")
 
 
-def svc(name: str, annotations: dict[str, str] | None = None, *ingress: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "web", "annotations": annotations or {}},
-        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
-    }
-    if ingress:
-        doc["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress]}}
+def node(name: str, conditions: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A Node with two InternalIPs (IPv6 first) and a Hostname address, labelled zone=a."""
+    doc = manifests.node(
+        name, "fd00::1", "192.0.2.1", ready=None, conditions=conditions, labels={"zone": "a"}
+    )
+    doc["status"]["addresses"].append({"type": "Hostname", "address": name})
     return doc
-
-
-def node(name: str, **status: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {"zone": "a"}},
-        "status": {
-            "addresses": [
-                {"type": "InternalIP", "address": "fd00::1"},
-                {"type": "InternalIP", "address": "192.0.2.1"},
-                {"type": "Hostname", "address": name},
-            ],
-            **status,
-        },
-    }
 
 
 def write(path: Path, *docs: dict[str, Any]) -> None:
@@ -73,7 +53,7 @@ def write(path: Path, *docs: dict[str, Any]) -> None:
     ],
 )
 def test_node_manifest_conditions(conditions: Any, ready: bool, unavailable: bool) -> None:
-    info = node_info(node("n1", **({"conditions": conditions} if conditions else {})))
+    info = node_info(node("n1", conditions))
     assert (info.ready, info.network_unavailable) == (ready, unavailable)
     assert info.addresses == ("192.0.2.1", "fd00::1"), "InternalIPs only, IPv4 first"
     assert info.labels == {"zone": "a"}
@@ -81,16 +61,16 @@ def test_node_manifest_conditions(conditions: Any, ready: bool, unavailable: boo
 
 def test_endpoint_slices_give_nodes_with_ready_endpoints() -> None:
     slices = [
-        {
-            "kind": "EndpointSlice",
-            "metadata": {"namespace": "web", "labels": {"kubernetes.io/service-name": "a"}},
-            "endpoints": [
+        endpoint_slice(
+            "a",
+            namespace="web",
+            endpoints=[
                 {"nodeName": "n1"},
                 {"nodeName": "n2", "conditions": {"ready": False}},
                 {"nodeName": "n3", "conditions": {"ready": True}},
                 {"addresses": ["x"]},
             ],
-        },
+        ),
         {"kind": "EndpointSlice", "metadata": {"namespace": "web"}, "endpoints": [{"nodeName": "n9"}]},
     ]
     assert endpoint_nodes(slices) == {"web/a": frozenset({"n1", "n3"})}
@@ -99,7 +79,7 @@ def test_endpoint_slices_give_nodes_with_ready_endpoints() -> None:
 def test_directory_builds_a_view_with_deterministic_assignments(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", POOL, ADV, node("n1"), node("n2"))
     (tmp_path / "sub").mkdir()
-    write(tmp_path / "sub" / "svc.yml", svc("b"), svc("a"))
+    write(tmp_path / "sub" / "svc.yml", service("b", "web", cls=None), service("a", "web", cls=None))
     (tmp_path / "ignored.txt").write_text("not a manifest")
     view = FileSource(tmp_path).load()
     assert set(view.nodes) == {"n1", "n2"}
@@ -110,22 +90,28 @@ def test_directory_builds_a_view_with_deterministic_assignments(tmp_path: Path) 
 
 
 def test_a_recorded_status_keeps_an_address_stable(tmp_path: Path) -> None:
-    write(tmp_path / "a.yaml", POOL, ADV, svc("b", None, "10.0.0.15"), svc("a"))
+    write(
+        tmp_path / "a.yaml",
+        POOL,
+        ADV,
+        service("b", "web", "10.0.0.15", cls=None),
+        service("a", "web", cls=None),
+    )
     view = FileSource(tmp_path).load()
     assert view.assignments["web/b"].addresses == ("10.0.0.15",)
     assert view.assignments["web/a"].addresses == ("10.0.0.10",)
 
 
 def test_annotations_are_never_read_and_a_status_no_pool_allows_is_refused(tmp_path: Path) -> None:
-    forged = {"ironlb.io/allocated-ips": "10.0.0.15,192.0.2.254", "ironlb.io/ip-allocated-from-pool": "x"}
+    forged = {ANN_ALLOCATED_IPS: "10.0.0.15,192.0.2.254", ANN_ALLOCATED_POOL: "x"}
     write(
         tmp_path / "a.yaml",
         POOL,
         ADV,
-        svc("forger", forged),
-        svc("stale", None, "10.9.9.9"),
-        svc("late", None, "10.0.0.12"),
-        svc("early", None, "10.0.0.12"),
+        service("forger", "web", annotations=forged, cls=None),
+        service("stale", "web", "10.9.9.9", cls=None),
+        service("late", "web", "10.0.0.12", cls=None),
+        service("early", "web", "10.0.0.12", cls=None),
     )
     view = FileSource(tmp_path).load()
     assert view.assignments["web/forger"].addresses == ("10.0.0.10",), "the annotation is no record"
@@ -163,17 +149,23 @@ def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
         FileSource(tmp_path / "nope").load()
 
 
+#: Ten polls of the directory (poll_interval 0.01 below): an invalid one would have been yielded by then.
+TEN_POLLS = 0.1
+
+
 async def test_views_notices_changes_and_keeps_the_last_good_view(tmp_path: Path) -> None:
-    write(tmp_path / "a.yaml", POOL, ADV, svc("a"))
+    write(tmp_path / "a.yaml", POOL, ADV, service("a", "web", cls=None))
     source = FileSource(tmp_path, poll_interval=0.01)
     views = source.views()
     first = await asyncio.wait_for(anext(views), 5)
     assert set(first.assignments) == {"web/a"}
     (tmp_path / "bad.yaml").write_text("kind: [unclosed")
-    write(tmp_path / "a.yaml", POOL, ADV, svc("a"), svc("b"))
+    write(tmp_path / "a.yaml", POOL, ADV, service("a", "web", cls=None), service("b", "web", cls=None))
     nxt = asyncio.ensure_future(anext(views))
-    await asyncio.sleep(0.2)
-    assert not nxt.done(), "an invalid directory yields nothing"
+    await eventually(
+        "the source to read the invalid directory", lambda: source.last_error or "", lambda e: "bad.yaml" in e
+    )
+    await always("an invalid directory yields nothing", nxt.done, lambda done: not done, seconds=TEN_POLLS)
     assert source.last_error is not None and "bad.yaml" in source.last_error
     os.unlink(tmp_path / "bad.yaml")
     second = await asyncio.wait_for(nxt, 5)
@@ -184,5 +176,5 @@ async def test_views_notices_changes_and_keeps_the_last_good_view(tmp_path: Path
 
 def test_build_view_reports_allocation_errors_per_service() -> None:
     tiny = {**POOL, "spec": {"addresses": ["10.0.0.10"]}}
-    _, errors = build_view([tiny, ADV, svc("a"), svc("b")])
+    _, errors = build_view([tiny, ADV, service("a", "web", cls=None), service("b", "web", cls=None)])
     assert set(errors) == {"web/b"}

@@ -33,67 +33,19 @@ from ironlb.agent.viewbuild import (
     slice_nodes,
 )
 from ironlb.config import parse
+from ironlb.model import ANN_ALLOCATED_IPS
 from ironlb.service import request_from_manifest
-
-
-def cr(kind: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "ironlb.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
+from lab.manifests import endpoint_slice, node, resource, service
 
 CRS = [
-    cr("IPPool", "open", addresses=["10.0.0.0/29", "fd00::/125"], allowUntenanted=True),
-    cr("IPPool", "team", addresses=["10.0.1.0/29"]),
-    cr("Tenant", "t", namespaces=["tn"], pools=["team"]),
-    cr("L2Advertisement", "all"),
+    resource("IPPool", "open", addresses=["10.0.0.0/29", "fd00::/125"], allowUntenanted=True),
+    resource("IPPool", "team", addresses=["10.0.1.0/29"]),
+    resource("Tenant", "t", namespaces=["tn"], pools=["team"]),
+    resource("L2Advertisement", "all"),
 ]
 CONFIG = parse(CRS)
-OTHER = parse([*CRS[1:], cr("IPPool", "open", addresses=["10.0.0.0/30"], allowUntenanted=True)])
-ADVERTISED = parse([*CRS, cr("L2Advertisement", "more", interfaces=["eth1"])])  # same pools and tenants
-
-
-def service(
-    name: str,
-    ns: str | None = "default",
-    *ingress: str,
-    created: str | None = None,
-    key: str | None = None,
-    port: int = 80,
-    annotations: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "annotations": dict(annotations or {})}
-    if ns is not None:
-        meta["namespace"] = ns
-    if created is not None:
-        meta["creationTimestamp"] = created
-    if key is not None:
-        meta["annotations"]["ironlb.io/allow-shared-ip"] = key
-    doc: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta,
-        "spec": {
-            "type": "LoadBalancer",
-            "loadBalancerClass": "ironlb.io/ironlb",
-            "ports": [{"port": port, "protocol": "TCP"}],
-        },
-    }
-    if ingress:
-        doc["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress]}}
-    return doc
-
-
-def node(name: str, *addrs: str, conditions: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    status: dict[str, Any] = {"addresses": [{"type": "InternalIP", "address": a} for a in addrs]}
-    if conditions is not None:
-        status["conditions"] = conditions
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": status}
-
-
-def slice_(name: str, svc: str, ns: str | None, *endpoints: dict[str, Any]) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": {"kubernetes.io/service-name": svc}}
-    if ns is not None:
-        meta["namespace"] = ns
-    return {"kind": "EndpointSlice", "metadata": meta, "endpoints": list(endpoints)}
+OTHER = parse([*CRS[1:], resource("IPPool", "open", addresses=["10.0.0.0/30"], allowUntenanted=True)])
+ADVERTISED = parse([*CRS, resource("L2Advertisement", "more", interfaces=["eth1"])])  # same pools and tenants
 
 
 # --- reading one object ----------------------------------------------------------------------
@@ -103,7 +55,7 @@ def slice_(name: str, svc: str, ns: str | None, *endpoints: dict[str, Any]) -> d
     ("doc", "addresses", "ready", "unavailable"),
     [
         pytest.param(
-            node("n", "192.0.2.9", "fd00::9", "10.0.0.1"),
+            node("n", "192.0.2.9", "fd00::9", "10.0.0.1", ready=None),
             ("192.0.2.9", "10.0.0.1", "fd00::9"),
             True,
             False,
@@ -142,15 +94,17 @@ def test_a_node_is_read_one_way(doc: dict[str, Any], addresses: Any, ready: bool
     ("doc", "expected"),
     [
         pytest.param(
-            slice_(
-                "s",
+            endpoint_slice(
                 "web",
-                None,
-                {"nodeName": "n1"},
-                {"nodeName": "n2", "conditions": {"ready": False}},
-                {"nodeName": "n3", "conditions": {"ready": None}},
-                {"addresses": ["x"]},
-                "junk",
+                name="s",
+                namespace=None,
+                endpoints=[
+                    {"nodeName": "n1"},
+                    {"nodeName": "n2", "conditions": {"ready": False}},
+                    {"nodeName": "n3", "conditions": {"ready": None}},
+                    {"addresses": ["x"]},
+                    "junk",
+                ],
             ),
             ("default/web", frozenset({"n1", "n3"})),
             id="ready unset or null counts; a missing namespace is default",
@@ -168,7 +122,7 @@ def test_only_status_ingress_is_a_record_and_older_goes_first() -> None:
     doc = service("a", "default", "10.0.0.1", created="2026-01-01T00:00:00Z")
     doc["status"]["loadBalancer"]["ingress"].append({"hostname": "lb.example"})
     assert recorded_ips(doc) == ("10.0.0.1",), "hostname entries are not addresses"
-    assert recorded_ips(service("b", annotations={"ironlb.io/allocated-ips": "10.0.0.2"})) == ()
+    assert recorded_ips(service("b", annotations={ANN_ALLOCATED_IPS: "10.0.0.2"})) == ()
     assert precedence(doc, "default/a") < precedence(
         service("z", created="2026-01-02T00:00:00Z"), "default/z"
     )
@@ -180,13 +134,13 @@ def test_only_status_ingress_is_a_record_and_older_goes_first() -> None:
 DOCS = [
     *CRS,
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tn"}},
-    node("n1", "fd00::1", "192.0.2.1"),
+    node("n1", "fd00::1", "192.0.2.1", ready=None),
     node("n2", "192.0.2.2", conditions=[{"type": "Ready", "status": "False"}]),
     service("web", None, "10.0.0.1"),
     service("api", "tn", "10.0.1.1"),
     service("thief", "tn", "10.0.0.2", "10.0.0.9"),
-    slice_("web-1", "web", None, {"nodeName": "n1"}),
-    slice_("web-2", "web", "default", {"nodeName": "n2", "conditions": {"ready": False}}),
+    endpoint_slice("web", name="web-1", namespace=None, endpoints=[{"nodeName": "n1"}]),
+    endpoint_slice("web", name="web-2", endpoints=[{"nodeName": "n2", "conditions": {"ready": False}}]),
 ]
 
 
@@ -206,7 +160,7 @@ def feed_view(docs: list[dict[str, Any]]) -> ClusterView:
 
 
 def test_the_files_source_and_the_kube_source_read_the_same_objects_the_same_way() -> None:
-    files, _ = build_view(DOCS)
+    files, _ = build_view([*DOCS])
     kube = feed_view(DOCS)
     assert files.nodes == kube.nodes
     assert files.nodes["n1"].addresses == ("192.0.2.1", "fd00::1")
@@ -229,7 +183,9 @@ def test_the_files_source_and_the_kube_source_read_the_same_objects_the_same_way
 
 CANDIDATES = ("10.0.0.1", "10.0.0.2", "10.0.0.5", "10.0.1.1", "10.0.1.2", "fd00::1", "10.9.0.1", "nope")
 services_st = st.builds(
-    lambda name, ns, ips, created, key, port: service(name, ns, *ips, created=created, key=key, port=port),
+    lambda name, ns, ips, created, key, port: service(
+        name, ns, *ips, created=created, sharing=key, port=port
+    ),
     st.sampled_from(("a", "b", "c", "d", "e")),
     st.sampled_from(("default", "tn")),
     st.lists(st.sampled_from(CANDIDATES), max_size=3),
@@ -244,12 +200,16 @@ events_st = st.lists(
         st.tuples(st.just("config"), st.sampled_from((CONFIG, OTHER, ADVERTISED))),
         st.tuples(
             st.just("node"),
-            st.builds(node, st.sampled_from(("n1", "n2")), st.sampled_from(("192.0.2.1", "fd00::5"))),
+            st.builds(
+                lambda n, a: node(n, a, ready=None),
+                st.sampled_from(("n1", "n2")),
+                st.sampled_from(("192.0.2.1", "fd00::5")),
+            ),
         ),
         st.tuples(
             st.just("slice"),
             st.builds(
-                lambda n, s, nodes: slice_(n, s, "default", *({"nodeName": x} for x in nodes)),
+                lambda n, s, nodes: endpoint_slice(s, name=n, endpoints=[{"nodeName": x} for x in nodes]),
                 st.sampled_from(("s1", "s2")),
                 st.sampled_from(("a", "b")),
                 st.lists(st.sampled_from(("n1", "n2")), max_size=2),
@@ -317,12 +277,12 @@ def test_the_incremental_builder_equals_one_built_from_scratch_and_the_trust_che
 
 def test_a_closed_feed_no_longer_listens_to_the_caches_it_outlives() -> None:
     caches = Caches(None, SPEAKER_KINDS)  # type: ignore[arg-type]  # fed directly, no client
-    caches.informers["nodes"].apply("ADDED", node("n1", "192.0.2.1"))
+    caches.informers["nodes"].apply("ADDED", node("n1", "192.0.2.1", ready=None))
     feed = CacheFeed(caches)
     assert set(feed.view().nodes) == {"n1"}, "what the caches held when it started"
-    caches.informers["nodes"].apply("ADDED", node("n2", "192.0.2.2"))
+    caches.informers["nodes"].apply("ADDED", node("n2", "192.0.2.2", ready=None))
     assert set(feed.view().nodes) == {"n1", "n2"}
     feed.close()
-    caches.informers["nodes"].apply("ADDED", node("n3", "192.0.2.3"))
+    caches.informers["nodes"].apply("ADDED", node("n3", "192.0.2.3", ready=None))
     assert set(feed.view().nodes) == {"n1", "n2"}
     assert all(not inf.listeners[1:] for inf in caches.informers.values()), "only the caches' own listener"

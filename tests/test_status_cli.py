@@ -15,9 +15,9 @@ from ironlb.agent.observability import StatusBoard
 from ironlb.model import ANN_ALLOCATED_IPS
 from ironlb_cli import main as cli
 from ironlb_cli.status import render, rows_from_agent, rows_from_services
+from lab.manifests import service
 from tests.kube_support import kmock_declare as declare_all
 from tests.kube_support import kmock_put as put_object
-from tests.kube_support import service
 from tests.test_observability import FakeShell, plan
 
 AGENT_DOC = {

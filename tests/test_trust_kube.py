@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +36,18 @@ from ironlb.agent.settings import Settings
 from ironlb.agent.sources.kube import KubeSource
 from ironlb.agentconfig import AgentConfig, MembershipOptions, SourceOptions
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, ANN_POOL
+from lab.manifests import node, pool, resource, service, tenant
+from lab.waiting import always, eventually
 from tests import apiserver_support
 from tests.kube_support import (
     annotation,
     cancel,
-    crd,
     events,
-    eventually,
     get,
     ingress_ips,
     install,
-    node,
-    pool,
     role_client,
     running_controller,
-    service,
-    tenant,
     tenant_client,
     violations,
 )
@@ -66,11 +63,15 @@ CLUSTER = [
     pool("blue-pool", "10.78.0.16/29"),
     tenant("red", ["red-ns"], ["red-pool"]),
     tenant("blue", ["blue-ns"], ["blue-pool"]),
-    crd("L2Advertisement", "red", ipPools=["red-pool"]),
-    crd("BGPPeer", "router", myASN=64512, peerASN=64513, peerAddress=ROUTER),
-    crd("BGPAdvertisement", "blue", ipPools=["blue-pool"]),
+    resource("L2Advertisement", "red", ipPools=["red-pool"]),
+    resource("BGPPeer", "router", myASN=64512, peerASN=64513, peerAddress=ROUTER),
+    resource("BGPAdvertisement", "blue", ipPools=["blue-pool"]),
 ]
 FORGED = {ANN_ALLOCATED_IPS: f"{NO_POOL},{BLUE_IP},{ROUTER}", ANN_ALLOCATED_POOL: "red-pool"}
+#: How long "no speaker announced it" must hold once every speaker has cached the Service's last
+#: version: speakers replan at once on a new view (daemon.settle is 0) and a plan of these few
+#: Services takes milliseconds, so a forged address would reach a plan well within 0.5 s.
+REPLAN_WINDOW = 0.5
 
 
 class RecordingShell:
@@ -78,6 +79,7 @@ class RecordingShell:
 
     def __init__(self) -> None:
         self.plans: list[Plan] = []
+        self.on_change: Callable[[], None] = lambda: None
 
     async def apply(self, plan: Plan) -> None:
         self.plans.append(plan)
@@ -106,6 +108,7 @@ class Speakers:
         self.shells: dict[str, RecordingShell] = {}
         self.boards: dict[str, StatusBoard] = {}
         self.daemons: dict[str, Daemon] = {}
+        self.sources: dict[str, KubeSource] = {}
         for name in NODES:
             config = AgentConfig(
                 source=SourceOptions(kind="kube"), membership=MembershipOptions(mode="static")
@@ -114,8 +117,14 @@ class Speakers:
             shell = RecordingShell()
             daemon = Daemon(Settings(node=name, config=config), source, [shell])
             board = observe(daemon)
-            source.attach(daemon, board)
+            source.attach(board)
             self.shells[name], self.boards[name], self.daemons[name] = shell, board, daemon
+            self.sources[name] = source
+
+    def versions(self, key: str) -> set[str | None]:
+        """The resourceVersions of Service ``key`` in the speakers' caches (None: not cached)."""
+        docs = [s.caches.get("services", key) for s in self.sources.values()]
+        return {(d or {}).get("metadata", {}).get("resourceVersion") for d in docs}
 
     def everything(self) -> set[tuple[str, str]]:
         return {pair for shell in self.shells.values() for pair in shell.announced()}
@@ -181,8 +190,8 @@ async def test_forged_annotations_are_never_announced_and_the_controller_clears_
     ctrl_client, speaker_client = roles
     red = await tenant_client(apiserver, admin, "red-ns", tmp_path)
     async with controller(ctrl_client) as ctrl, speakers(speaker_client) as nodes:
-        blue = (await eventually(lambda: ingress(admin, "api", "blue-ns"), what="blue allocated"))[0]
-        await eventually(lambda: ("blue-ns/api", blue) in nodes.now(), what="blue announced")
+        blue = (await eventually("blue allocated", lambda: ingress(admin, "api", "blue-ns")))[0]
+        await eventually("blue announced", lambda: ("blue-ns/api", blue) in nodes.now())
         # the issue's attack: controller-owned annotations, and a pool that does not exist so
         # that allocation fails and (before the fix) nothing rewrote them
         evil = service("evil", "red-ns", annotations={**FORGED, ANN_POOL: "ghost"})
@@ -190,7 +199,7 @@ async def test_forged_annotations_are_never_announced_and_the_controller_clears_
         with pytest.raises(KubeError) as denied:
             await red.patch(SERVICES, "evil", "red-ns", {"status": {"loadBalancer": {}}}, status=True)
         assert denied.value.code == 403, "the recommended tenant Role cannot write status"
-        found = await eventually(lambda: with_reason(admin, "evil", "RecordRewritten"), what="reported")
+        found = await eventually("reported", lambda: with_reason(admin, "evil", "RecordRewritten"))
         assert (
             found[0][0] == "Warning"
             and f'ironlb.io/allocated-ips="{NO_POOL},{BLUE_IP},{ROUTER}"' in found[0][2]
@@ -203,8 +212,25 @@ async def test_forged_annotations_are_never_announced_and_the_controller_clears_
         assert ingress_ips(cleared) == []
         assert await with_reason(admin, "evil", "NoPool"), "why it has no address: the pool does not exist"
         assert ctrl.metrics.records_rewritten.labels("annotations")._value.get() == 1
-        await eventually(lambda: _trusted_again(admin, "evil"), what="RecordTrusted False, then True")
-        await asyncio.sleep(0.5)  # let every speaker see the Service, and the controller settle
+        await eventually("RecordTrusted False, then True", lambda: _trusted_again(admin, "evil"))
+
+        async def cached() -> tuple[str, set[str | None]]:
+            """(the Service's resourceVersion at the API server, those in the speakers' caches)"""
+            return (await doc(admin, "evil", "red-ns"))["metadata"]["resourceVersion"], nodes.versions(
+                "red-ns/evil"
+            )
+
+        await eventually(
+            "every speaker to cache evil as the API server has it (API version, cached versions)",
+            cached,
+            lambda seen: seen[1] == {seen[0]},
+        )
+        await always(
+            "no speaker announcing evil or a forged address",
+            nodes.everything,
+            lambda pairs: not any(ip in (NO_POOL, ROUTER) or s == "red-ns/evil" for s, ip in pairs),
+            seconds=REPLAN_WINDOW,
+        )
         for pair in nodes.everything():
             assert pair[1] not in (NO_POOL, ROUTER) and pair[0] != "red-ns/evil", f"announced {pair}"
         assert ("blue-ns/api", blue) in nodes.now(), "the legitimate Service is still announced"
@@ -227,40 +253,42 @@ async def test_a_forged_status_is_refused_by_every_node_and_displaces_nobody_acr
     async with speakers(speaker_client) as nodes:
         async with controller(ctrl_client):
             for name, ns in (("api", "blue-ns"), ("holder", "red-ns"), ("thief", "red-ns")):
-                await eventually(lambda n=name, s=ns: ingress(admin, n, s), what=f"{name} allocated")
+                await eventually(f"{name} allocated", functools.partial(ingress, admin, name, ns))
             blue = (await ingress(admin, "api", "blue-ns"))[0]
             held = (await ingress(admin, "holder", "red-ns"))[0]
             before = {
                 (f"{ns}/{n}", (await ingress(admin, n, ns))[0])
                 for n, ns in (("api", "blue-ns"), ("holder", "red-ns"))
             }
-            await eventually(lambda: before <= nodes.now(), what="both announced")
+            await eventually("both announced", lambda: before <= nodes.now())
         # the controller is down (a restart): the tenant writes status, every speaker sees it
         forged = [blue, held, NO_POOL, ROUTER]
         body = {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in forged]}}}
         await red.patch(SERVICES, "thief", "red-ns", body, status=True)
         for reason in ("OtherTenant", "Conflict", "NoPool"):
             await eventually(
-                lambda r=reason: all(n >= 1 for n in nodes.rejected(r)), what=f"{reason} counted"
+                f"{reason} counted on every node",
+                functools.partial(nodes.rejected, reason),
+                lambda counts: all(n >= 1 for n in counts),
             )
-        await eventually(lambda: not any(s == "red-ns/thief" for s, _ in nodes.now()), what="thief withdrawn")
+        await eventually("thief withdrawn", lambda: not any(s == "red-ns/thief" for s, _ in nodes.now()))
         assert before <= nodes.now(), "the holders keep their addresses on every node"
         async with controller(ctrl_client) as ctrl:  # the restart: rebuild from what passes the check
-            report = await eventually(lambda: with_reason(admin, "thief", "AddressRejected"), what="reported")
+            report = await eventually("reported", lambda: with_reason(admin, "thief", "AddressRejected"))
             assert all(f"{ip}, which" in report[0][2] for ip in forged), report
             assert (
                 "(OtherTenant)" in report[0][2]
                 and "(Conflict)" in report[0][2]
                 and "(NoPool)" in report[0][2]
             )
-            mine = await eventually(lambda: _own_address(admin), what="thief re-allocated from its own pool")
+            mine = await eventually("thief re-allocated from its own pool", lambda: _own_address(admin))
             assert mine not in forged
             assert ctrl.allocator is not None
             assert ctrl.allocator.assignments["blue-ns/api"].addresses == (blue,)
             assert ctrl.allocator.assignments["red-ns/holder"].addresses == (held,)
             assert ctrl.metrics.rejections.labels("NoPool")._value.get() >= 1
-            await eventually(lambda: ("red-ns/thief", mine) in nodes.now(), what="thief announced again")
-            await eventually(lambda: _trusted_again(admin, "thief"), what="RecordTrusted False, then True")
+            await eventually("thief announced again", lambda: ("red-ns/thief", mine) in nodes.now())
+            await eventually("RecordTrusted False, then True", lambda: _trusted_again(admin, "thief"))
         assert await ingress(admin, "api", "blue-ns") == [blue] and await ingress(
             admin, "holder", "red-ns"
         ) == [held]

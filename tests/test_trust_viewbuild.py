@@ -23,63 +23,25 @@ from ironlb.agent.view import ClusterView
 from ironlb.agent.viewbuild import NODES, SERVICES, ViewBuilder
 from ironlb.config import parse
 from ironlb.model import ANN_ALLOCATED_IPS, ANN_ALLOCATED_POOL, ANN_POOL
+from lab.manifests import node, resource, service
 
 ROUTER = "192.168.0.1"
 NO_POOL, BLUE_IP, RED_IP, SHARED_IP = "10.77.0.99", "10.78.0.16", "10.77.1.5", "10.79.0.5"
 
 
-def cr(kind: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "ironlb.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
 CONFIG = parse(
     [
-        cr("IPPool", "red", addresses=["10.77.1.0/28"]),
-        cr("IPPool", "blue", addresses=["10.78.0.0/27"]),
-        cr("IPPool", "shared", addresses=["10.79.0.0/28"], allowUntenanted=True),
-        cr("Tenant", "red", namespaces=["red-ns"], pools=["red"]),
-        cr("Tenant", "blue", namespaces=["blue-ns"], pools=["blue"]),
-        cr("L2Advertisement", "l2", ipPools=["red", "shared"]),
-        cr("BGPPeer", "router", myASN=64512, peerASN=64513, peerAddress=ROUTER),
-        cr("BGPAdvertisement", "bgp", ipPools=["blue"]),
+        resource("IPPool", "red", addresses=["10.77.1.0/28"]),
+        resource("IPPool", "blue", addresses=["10.78.0.0/27"]),
+        resource("IPPool", "shared", addresses=["10.79.0.0/28"], allowUntenanted=True),
+        resource("Tenant", "red", namespaces=["red-ns"], pools=["red"]),
+        resource("Tenant", "blue", namespaces=["blue-ns"], pools=["blue"]),
+        resource("L2Advertisement", "l2", ipPools=["red", "shared"]),
+        resource("BGPPeer", "router", myASN=64512, peerASN=64513, peerAddress=ROUTER),
+        resource("BGPAdvertisement", "bgp", ipPools=["blue"]),
     ]
 )
-NODE_DOCS = [
-    {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": f"n{i}"},
-        "status": {"addresses": [{"type": "InternalIP", "address": f"192.168.0.1{i}"}]},
-    }
-    for i in (1, 2, 3)
-]
-
-
-def svc(
-    ns: str,
-    name: str,
-    *ingress: str,
-    created: str = "2026-12-01T10:00:00Z",
-    annotations: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "creationTimestamp": created,
-            "annotations": annotations or {},
-        },
-        "spec": {
-            "type": "LoadBalancer",
-            "loadBalancerClass": "ironlb.io/ironlb",
-            "ports": [{"port": 80, "protocol": "TCP"}],
-        },
-    }
-    if ingress:
-        doc["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress]}}
-    return doc
+NODE_DOCS = [node(f"n{i}", f"192.168.0.1{i}", ready=None) for i in (1, 2, 3)]
 
 
 FORGED_ANNOTATIONS = {
@@ -87,7 +49,7 @@ FORGED_ANNOTATIONS = {
     ANN_ALLOCATED_POOL: "red",
     ANN_POOL: "ghost",  # a pool that does not exist: allocation fails, nothing rewrites the rest
 }
-LATER = "2026-12-02T10:00:00Z"
+EARLIER, LATER = "2026-12-01T10:00:00Z", "2026-12-02T10:00:00Z"
 
 # (id, Services, {service: addresses it holds}, {service: [(address, reason)]}, never announced)
 Case = tuple[
@@ -96,42 +58,51 @@ Case = tuple[
 CASES: list[Case] = [
     (
         "forged controller annotations (no pool, another tenant's, the router's) are not even read",
-        [svc("blue-ns", "api", BLUE_IP), svc("red-ns", "evil", annotations=FORGED_ANNOTATIONS)],
+        [
+            service("api", "blue-ns", BLUE_IP, created=EARLIER),
+            service("evil", "red-ns", annotations=FORGED_ANNOTATIONS, created=EARLIER),
+        ],
         {"blue-ns/api": (BLUE_IP,)},
         {},
         {NO_POOL, ROUTER},
     ),
     (
         "a forged status (tenant wrongly granted services/status) is refused address by address",
-        [svc("red-ns", "evil", NO_POOL, BLUE_IP, ROUTER, created=LATER)],
+        [service("evil", "red-ns", NO_POOL, BLUE_IP, ROUTER, created=LATER)],
         {},
         {"red-ns/evil": [(NO_POOL, "NoPool"), (BLUE_IP, "OtherTenant"), (ROUTER, "NoPool")]},
         {NO_POOL, BLUE_IP, ROUTER},
     ),
     (
         "a forged pool name changes nothing: the pool is found from the address",
-        [svc("red-ns", "web", RED_IP, annotations={ANN_ALLOCATED_POOL: "blue"})],
+        [service("web", "red-ns", RED_IP, annotations={ANN_ALLOCATED_POOL: "blue"}, created=EARLIER)],
         {"red-ns/web": (RED_IP,)},
         {},
         set(),
     ),
     (
         "a forged claim on another tenant's address never displaces its holder, whoever is older",
-        [svc("blue-ns", "api", BLUE_IP, created=LATER), svc("red-ns", "evil", BLUE_IP)],
+        [
+            service("api", "blue-ns", BLUE_IP, created=LATER),
+            service("evil", "red-ns", BLUE_IP, created=EARLIER),
+        ],
         {"blue-ns/api": (BLUE_IP,)},
         {"red-ns/evil": [(BLUE_IP, "OtherTenant")]},
         set(),
     ),
     (
         "a later Service claiming an address an older one holds in a shared pool is refused",
-        [svc("default", "victim", SHARED_IP), svc("default", "claimer", SHARED_IP, created=LATER)],
+        [
+            service("victim", "default", SHARED_IP, created=EARLIER),
+            service("claimer", "default", SHARED_IP, created=LATER),
+        ],
         {"default/victim": (SHARED_IP,)},
         {"default/claimer": [(SHARED_IP, "Conflict")]},
         set(),
     ),
     (
         "an untenanted namespace cannot hold a tenant's address",
-        [svc("default", "stray", RED_IP)],
+        [service("stray", "default", RED_IP, created=EARLIER)],
         {},
         {"default/stray": [(RED_IP, "OtherTenant")]},
         {RED_IP},
@@ -175,8 +146,14 @@ def test_forged_state_never_reaches_a_plan(
 
 
 def test_every_node_computes_the_same_view_whatever_order_the_objects_arrive_in() -> None:
-    docs = [svc("default", "victim", SHARED_IP), svc("default", "claimer", SHARED_IP, created=LATER)]
-    docs += [svc("default", "b-same-age", "10.79.0.6"), svc("default", "a-same-age", "10.79.0.6")]
+    docs = [
+        service("victim", "default", SHARED_IP, created=EARLIER),
+        service("claimer", "default", SHARED_IP, created=LATER),
+    ]
+    docs += [
+        service("b-same-age", "default", "10.79.0.6", created=EARLIER),
+        service("a-same-age", "default", "10.79.0.6", created=EARLIER),
+    ]
     views = [build(list(order)) for order in itertools.permutations(docs)]
     assert all(v == views[0] for v in views)
     assert views[0].assignments["default/a-same-age"].addresses == ("10.79.0.6",), "same age: by name"
@@ -186,9 +163,9 @@ def test_every_node_computes_the_same_view_whatever_order_the_objects_arrive_in(
 def test_when_the_holder_goes_away_the_next_claim_in_precedence_holds() -> None:
     builder = ViewBuilder()
     builder.set_config(CONFIG)
-    victim = svc("default", "victim", SHARED_IP)
+    victim = service("victim", "default", SHARED_IP, created=EARLIER)
     builder.put(SERVICES, victim)
-    builder.put(SERVICES, svc("default", "claimer", SHARED_IP, created=LATER))
+    builder.put(SERVICES, service("claimer", "default", SHARED_IP, created=LATER))
     assert set(builder.build().assignments) == {"default/victim"}
     builder.delete(SERVICES, victim)
     view = builder.build()

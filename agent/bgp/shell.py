@@ -67,11 +67,12 @@ class BGPShell:
         self.counters = {"applies": 0, "session_restarts": 0}
 
     @property
-    def on_change(self) -> Callable[[], None] | None:
+    def on_change(self) -> Callable[[], None]:
+        """Called when a session changes state (the speaker's poll notices it)."""
         return self.speaker.on_change
 
     @on_change.setter
-    def on_change(self, callback: Callable[[], None] | None) -> None:
+    def on_change(self, callback: Callable[[], None]) -> None:
         self.speaker.on_change = callback
 
     def _password(self, session: BGPSession) -> str | None:

@@ -74,7 +74,7 @@ class Speaker:
         self.state = "stopped"  # stopped, starting, running, restarting
         self.last_error = ""
         self.log_tail: deque[str] = deque(maxlen=50)
-        self.on_change: Callable[[], None] | None = None
+        self.on_change: Callable[[], None] = lambda: None
         self.counters = {"starts": 0, "reconfigures": 0, "reconfigure_errors": 0}
         self._lock_fd: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -129,7 +129,7 @@ class Speaker:
         self.config = config
         try:
             await self._spawn()
-        except BaseException:
+        except BaseException:  # cancelled too: free the run directory for the next start, then re-raise
             self._release_dir()
             self.state = "stopped"
             raise
@@ -170,7 +170,7 @@ class Speaker:
             )  # fmt: skip
             self._tasks.append(asyncio.create_task(self._read_stderr(self.proc), name="bird-stderr"))
             await self._connect()
-        except BaseException:
+        except BaseException:  # cancelled too: never leave a half-started BIRD behind, then re-raise
             await self._kill()
             raise
         finally:
@@ -292,8 +292,7 @@ class Speaker:
             await asyncio.sleep(self.settings.poll_interval)
 
     def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change()
+        self.on_change()
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None

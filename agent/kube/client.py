@@ -17,6 +17,12 @@ Errors are sorted by what the caller should do:
 - :class:`Gone` (410) means a watch's resourceVersion expired: relist;
 - :class:`ApiUnavailable` is everything transient (connection refused, timeouts, 5xx,
   429): back off and retry; never crash, never drop state.
+
+Only what the API server, or the way to it, does to a request is turned into these: an HTTP
+error status (lightkube's ``ApiError`` is one) and a connection, timeout or protocol
+failure, all ``httpx2.HTTPError``.  Anything else raised inside a call (a ``TypeError``, a
+``KeyError``) is a bug, ours or the library's, and propagates as itself: retrying it would
+only hide it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.config.models import Cluster, User
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
+from lightkube.core.exceptions import NotReadyError
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import PatchType
 
@@ -144,7 +151,8 @@ def _res(kind: Kind) -> Any:
     return cls
 
 
-def _wrap(exc: Exception, what: str) -> KubeError:
+def _wrap(exc: httpx2.HTTPError, what: str) -> KubeError:
+    """The :class:`KubeError` that says what the caller should do about ``exc``."""
     if isinstance(exc, httpx2.HTTPStatusError):
         status = getattr(exc, "status", None)  # lightkube ApiError; watch ERROR events have no response
         response = getattr(exc, "response", None)
@@ -167,7 +175,7 @@ def _status_message(exc: httpx2.HTTPStatusError) -> str:
         return str(status.message or status.reason or "")
     try:
         body = exc.response.json() if getattr(exc, "response", None) is not None else None
-    except Exception:
+    except (ValueError, httpx2.StreamError):  # not JSON, or a streamed body never read: no detail
         return ""
     return str(body.get("message") or body.get("reason") or "") if isinstance(body, dict) else ""
 
@@ -231,9 +239,9 @@ class KubeClient:
             items = [_plain(o) async for o in it]
             try:
                 version: str | None = it.resourceVersion
-            except Exception:
+            except NotReadyError:  # the list carried no resourceVersion
                 version = None
-        except Exception as exc:
+        except httpx2.HTTPError as exc:
             raise _wrap(exc, f"list {kind}") from exc
         return items, version
 
@@ -251,7 +259,7 @@ class KubeClient:
         try:
             async for event, obj in stream:
                 yield str(event), _plain(obj)
-        except Exception as exc:
+        except httpx2.HTTPError as exc:
             raise _wrap(exc, f"watch {kind}") from exc
 
     async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -259,29 +267,29 @@ class KubeClient:
         try:
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             return _plain(await self._client.get(_res(kind), name, **ns))
-        except Exception as exc:
+        except httpx2.HTTPError as exc:
             raise _wrap(exc, f"get {kind} {namespace or ''}/{name}") from exc
 
     async def create(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
-        name, namespace = _meta(body)
-        self._count("create", kind, namespace)
-        try:
-            obj = _res(kind).from_dict({"apiVersion": kind.api_version, "kind": kind.kind, **body})
-            ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
-            return _plain(await self._client.create(obj, **ns))
-        except Exception as exc:
-            raise _wrap(exc, f"create {kind} {namespace or ''}/{name}") from exc
+        return await self._write("create", kind, body)
 
     async def replace(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
         """PUT: with ``metadata.resourceVersion`` set, a compare-and-swap (409 if it moved)."""
+        return await self._write("update", kind, body)
+
+    async def _write(self, verb: str, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST (``create``) or PUT (``update``) the whole object ``body``."""
         name, namespace = _meta(body)
-        self._count("update", kind, namespace)
+        self._count(verb, kind, namespace)
         try:
             obj = _res(kind).from_dict({"apiVersion": kind.api_version, "kind": kind.kind, **body})
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
+            if verb == "create":
+                return _plain(await self._client.create(obj, **ns))
             return _plain(await self._client.replace(obj, name, **ns))
-        except Exception as exc:
-            raise _wrap(exc, f"replace {kind} {namespace or ''}/{name}") from exc
+        except httpx2.HTTPError as exc:
+            what = "create" if verb == "create" else "replace"
+            raise _wrap(exc, f"{what} {kind} {namespace or ''}/{name}") from exc
 
     async def patch(
         self, kind: Kind, name: str, namespace: str | None, patch: Mapping[str, Any], *, status: bool = False
@@ -293,7 +301,7 @@ class KubeClient:
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             out = await self._client.patch(res, name, dict(patch), patch_type=PatchType.MERGE, **ns)
             return _plain(out)
-        except Exception as exc:
+        except httpx2.HTTPError as exc:
             raise _wrap(exc, f"patch {kind}{'/status' if status else ''} {namespace or ''}/{name}") from exc
 
     async def delete(self, kind: Kind, name: str, namespace: str | None = None) -> None:
@@ -301,5 +309,5 @@ class KubeClient:
         try:
             ns: dict[str, Any] = {"namespace": namespace} if kind.namespaced else {}
             await self._client.delete(_res(kind), name, **ns)
-        except Exception as exc:
+        except httpx2.HTTPError as exc:
             raise _wrap(exc, f"delete {kind} {namespace or ''}/{name}") from exc

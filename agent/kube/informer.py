@@ -112,7 +112,8 @@ class Informer:
             try:
                 version = await self.relist()
                 delay = self.settings.backoff_initial
-                await asyncio.wait_for(self._watch(version), timeout=self.settings.resync_seconds)
+                async with asyncio.timeout(self.settings.resync_seconds):  # not wait_for: gh-86296
+                    await self._watch(version)
             except TimeoutError:
                 continue  # periodic resync
             except Gone:

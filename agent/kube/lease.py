@@ -155,8 +155,9 @@ class LeaseElector:
         """Campaign and renew until cancelled; releases the Lease on the way out."""
         try:
             while True:
-                try:
-                    ok = await asyncio.wait_for(self.try_acquire_or_renew(), self.settings.retry_period * 2)
+                try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation (gh-86296)
+                    async with asyncio.timeout(self.settings.retry_period * 2):
+                        ok = await self.try_acquire_or_renew()
                 except (KubeError, TimeoutError) as exc:
                     log.warning("lease %s: %s", self.settings.name, exc)
                     ok = False

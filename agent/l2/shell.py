@@ -136,6 +136,7 @@ class L2Shell:
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
+            # _done already logged any failure with its traceback; close must go on withdrawing
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for responder in self.responders.values():

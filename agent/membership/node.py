@@ -247,8 +247,9 @@ class Membership:
                 return
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.add(waiter)
-            try:
-                await asyncio.wait_for(waiter, min(remaining, 0.05))
+            try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation (gh-86296)
+                async with asyncio.timeout(min(remaining, 0.05)):
+                    await waiter
             except TimeoutError:
                 pass
             finally:

@@ -7,8 +7,8 @@ node.  The router ID defaults to the node's IPv4 address; the next hops are the 
 ``sourceAddress`` (for its family) and otherwise the node's first address per family.
 
 Routes (:func:`plan_bgp`): for every assigned address, every BGPAdvertisement that
-selects the address's pool (``ipPools`` by name, ``ipPoolSelector`` by label; neither
-means every pool) announces it from every *eligible* node:
+selects the address's pool (:func:`ironlb.model.selects_pool`: ``ipPools`` by name,
+``ipPoolSelector`` by label; neither means every pool) announces it from every *eligible* node:
 
 - the node is ready, its network available, not excluded by label, its agent alive, and
   it matches the advertisement's ``nodeSelector``;
@@ -41,7 +41,7 @@ import netaddr
 
 from ironlb.agent.announcements import BFDSettings, BGPRoute, BGPSession, Ownership
 from ironlb.agent.planner.groups import Group, group
-from ironlb.agent.planner.selection import needs_endpoints, node_unusable, selects_pool
+from ironlb.agent.planner.selection import needs_endpoints, node_unusable
 from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.bfd import BFDProfileSpec
 from ironlb.model import BFDProfile, BGPAdvertisement, BGPPeer, parse_community
@@ -158,7 +158,7 @@ class BGPContext:
         """Advertisements selecting ``pool``, by name."""
         found = self._selecting.get(pool)
         if found is None:
-            found = self._selecting[pool] = tuple(a for a in self.advs if selects_pool(a, self.config, pool))
+            found = self._selecting[pool] = tuple(a for a in self.advs if self.config.selects_pool(a, pool))
         return found
 
     def communities(self, adv: BGPAdvertisement) -> tuple[str, ...]:

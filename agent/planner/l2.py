@@ -6,7 +6,7 @@ owner without talking (beyond membership).
 1. **Groups** (:mod:`ironlb.agent.planner.groups`): a service's addresses, and every service
    sharing one of them, have one owner.  The group's *key* is its lowest address.
 2. **Advertisements.**  An L2Advertisement covers an address when it selects the
-   address's pool (:func:`ironlb.agent.planner.selection.selects_pool`).  Addresses no
+   address's pool (:func:`ironlb.model.selects_pool`).  Addresses no
    advertisement covers are not announced in layer 2.
 3. **Eligible nodes** for a group: every node in the view that matches the ``nodeSelector``
    of an advertisement covering the group, whose agent is alive (membership), that is
@@ -37,7 +37,7 @@ from ironlb.agent.announcements import L2Announcement, Ownership
 from ironlb.agent.planner.groups import Group, group
 from ironlb.agent.planner.ranking import SHARED, Ranking, digest
 from ironlb.agent.planner.ranking import rank as rank
-from ironlb.agent.planner.selection import needs_endpoints, node_unusable, selects_pool
+from ironlb.agent.planner.selection import needs_endpoints, node_unusable
 from ironlb.agent.view import ClusterView, NodeInfo
 from ironlb.model import L2Advertisement
 
@@ -80,7 +80,7 @@ class L2Context:
         """Advertisements covering ``pool``, by name."""
         found = self._covering.get(pool)
         if found is None:
-            found = self._covering[pool] = tuple(a for a in self.advs if selects_pool(a, self.config, pool))
+            found = self._covering[pool] = tuple(a for a in self.advs if self.config.selects_pool(a, pool))
         return found
 
     def reasons(self, advs: tuple[L2Advertisement, ...]) -> Mapping[str, str]:

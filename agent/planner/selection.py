@@ -1,7 +1,8 @@
-"""Selection rules both modes share: which pools an advertisement covers, which nodes may announce.
+"""Selection rules both modes share: which nodes may announce, and for which services it matters.
 
-- :func:`selects_pool`: an advertisement (L2 or BGP) selects a pool when it names the pool in
-  ``ipPools``, its ``ipPoolSelector`` matches the pool's labels, or it has neither (all pools).
+Which pools an advertisement covers is the schema's rule, :func:`ironlb.model.selects_pool`
+(asked through :meth:`ironlb.checked.Config.selects_pool`).
+
 - :func:`node_unusable`: why a node may not announce at all, whatever the advertisement:
   its agent is not alive (membership), it is not Ready, its network is unavailable, or it is
   labelled exclude-from-external-load-balancers.
@@ -12,20 +13,7 @@
 from __future__ import annotations
 
 from ironlb.agent.view import NodeInfo
-from ironlb.config import Config
-from ironlb.model import BGPAdvertisement, L2Advertisement
 from ironlb.service import Assignment
-
-
-def selects_pool(adv: L2Advertisement | BGPAdvertisement, config: Config, pool: str) -> bool:
-    """True when ``adv`` announces addresses of ``pool``."""
-    spec = adv.spec
-    if spec.ipPools and pool in spec.ipPools:
-        return True
-    if spec.ipPoolSelector is not None:
-        info = config.pools.get(pool)
-        return info is not None and spec.ipPoolSelector.matches(dict(info.pool.metadata.labels))
-    return not spec.ipPools
 
 
 def node_unusable(node: NodeInfo, live: frozenset[str] | None) -> str | None:

@@ -12,21 +12,17 @@ Every source implements :class:`ironlb.agent.interfaces.Source`: ``views()`` yie
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from ironlb.agent.interfaces import Source
 from ironlb.agent.settings import Settings
 
 
-def make_source(settings: Settings, **extra: Any) -> Source:
-    """Build the configured source. ``extra`` is passed to the kube source's constructor."""
+def make_source(settings: Settings) -> Source:
+    """Build the configured source (each imported only when chosen: files mode needs no client)."""
     if settings.source.kind == "files":
         from ironlb.agent.sources.files import FileSource
 
         assert settings.source.directory is not None  # Settings checked it
         return FileSource(settings.source.directory, poll_interval=settings.source.poll_interval)
-    module = importlib.import_module("ironlb.agent.sources.kube")  # owned by the Kubernetes work
-    factory: Any = module.make_source
-    source: Source = factory(settings, **extra)
-    return source
+    from ironlb.agent.sources import kube
+
+    return kube.make_source(settings)

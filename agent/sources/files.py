@@ -35,6 +35,7 @@ import yaml
 
 from ironlb import config as config_mod
 from ironlb import ipam
+from ironlb.agent.interfaces import Board
 from ironlb.agent.view import ClusterView
 from ironlb.agent.viewbuild import NODES, SERVICES, SLICES, ViewBuilder
 from ironlb.errors import ConfigError, Issue
@@ -139,6 +140,9 @@ class FileSource:
             for r in refused:
                 log.warning("service %s: recorded address %s (%s); not used", key, r, r.reason)
         return view
+
+    def attach(self, board: Board) -> None:
+        """Nothing to add to the status board: the directory's problems are logged."""
 
     async def views(self) -> AsyncIterator[ClusterView]:
         seen: Snapshot | None = None

@@ -31,6 +31,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ironlb.agent.interfaces import Board
 from ironlb.agent.kube.client import SPEAKER_KINDS, KubeClient
 from ironlb.agent.kube.informer import Caches, InformerSettings
 from ironlb.agent.kube.nodestate import NodeStateReporter
@@ -59,11 +60,12 @@ class KubeSource:
         self.reporter = NodeStateReporter(client, node, caches, debounce=status_debounce)
         self.views_built = 0
 
-    def attach(self, daemon: Any, board: Any) -> None:
-        """Report through the daemon's heartbeat (NodeState) and the board (status, metrics)."""
+    def attach(self, board: Board) -> None:
+        """Report through the board: NodeState from every tick's plan and shell statuses, the
+        API request and error counters, the caches' readiness, a ``kubernetes`` status section."""
         board.metrics.api_requests.sources.append(lambda: self.client.calls)
         self.reporter.on_error = lambda: board.metrics.api_errors.labels("nodestate").inc()
-        daemon.tickers.append(lambda: self.reporter.observe(daemon.plan, board.statuses))
+        board.observers.append(self.reporter.observe)
         board.extra_fn = self.status
         board.ready_checks.append(self.not_ready)
 
@@ -106,7 +108,7 @@ class KubeSource:
             await self.client.close()
 
 
-def make_source(settings: Settings, **_: Any) -> KubeSource:
+def make_source(settings: Settings) -> KubeSource:
     """The source ``ironlb.agent.sources.make_source`` builds for ``source.kind: kube``.
 
     Credentials: in a pod, the service account (lightkube's in-cluster config, unchanged);

@@ -193,7 +193,7 @@ class Allocator:
         return AllocationError(request.key, reason, message)
 
     def _choose(self, request: ServiceRequest, old: Assignment | None) -> Assignment:
-        if request.load_balancer_class not in (None, "ironlb.io/ironlb"):
+        if request.foreign:
             raise self._fail(
                 request, "Invalid", f'loadBalancerClass "{request.load_balancer_class}" is not IronLB\'s'
             )

@@ -83,7 +83,7 @@ class Space:
         """Never handed out by automatic allocation."""
         if self.family == 6:
             return addresses.subnet_router_anycast(value, self.firsts)
-        return self.avoid_buggy and (value & 0xFF) in (0, 255)
+        return self.avoid_buggy and addresses.is_buggy(value)
 
     def capacity(self) -> int:
         """How many addresses automatic allocation can hand out (any magnitude, O(spans))."""

@@ -39,7 +39,6 @@ from ironlb import addresses
 from ironlb.checked import Config
 from ironlb.ipam.rules import Refusal, can_share, pool_refusal
 from ironlb.ipam.space import PoolIndex, never_handed_out
-from ironlb.model import LOAD_BALANCER_CLASS
 from ironlb.service import AssignedIP, Assignment, ServiceRequest
 
 #: canonical address text -> the assignments already accepted that hold it.
@@ -91,7 +90,6 @@ class TrustCheck:
         bad: list[Rejected] = []
         seen: set[str] = set()
         wanted = request.wanted_families()
-        foreign = request.load_balancer_class not in (None, LOAD_BALANCER_CLASS)
         for text in recorded:
             try:
                 addr = addresses.parse_ip(str(text))
@@ -102,7 +100,7 @@ class TrustCheck:
             if ip in seen:
                 continue
             seen.add(ip)
-            if foreign:
+            if request.foreign:
                 bad.append(
                     Rejected(ip, "NotOurs", f'belongs to loadBalancerClass "{request.load_balancer_class}"')
                 )

@@ -131,7 +131,7 @@ def network_broadcast(config: Config) -> Iterable[Issue]:
             if block.version != 4 or prefix is None or prefix > 30:
                 continue
             ends = (("network", block.first), ("broadcast", block.last))
-            exposed = [(what, v) for what, v in ends if not (avoid and v & 0xFF in (0, 255))]
+            exposed = [(what, v) for what, v in ends if not (avoid and addresses.is_buggy(v))]
             if not exposed:
                 continue
             listed = " and ".join(f"{netaddr.IPAddress(v, 4)} ({what})" for what, v in exposed)

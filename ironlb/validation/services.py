@@ -18,7 +18,7 @@ def service_requests(config: Config) -> Iterable[Issue]:
     index = PoolIndex(config.pools)
     pinned: dict[str, list[tuple[str, str]]] = defaultdict(list)  # ip -> [(service, field)]
     for svc in sorted(config.services, key=lambda s: s.key):
-        if svc.load_balancer_class not in (None, "ironlb.io/ironlb"):
+        if svc.foreign:
             continue
         if svc.pool is not None:
             info = config.pools.get(svc.pool)
@@ -106,7 +106,7 @@ def _pinned_quota(config: Config, pinned: dict[str, list[tuple[str, str]]]) -> I
 def untenanted_services(config: Config) -> Iterable[Issue]:
     """Warn about a Service that will get no address because its namespace has no Tenant (ADR 0004)."""
     for svc in sorted(config.services, key=lambda s: s.key):
-        if svc.load_balancer_class not in (None, "ironlb.io/ironlb") or svc.pool or svc.requested_ips:
+        if svc.foreign or svc.pool or svc.requested_ips:
             continue  # a named pool or a pinned address is checked (as an error) by service_requests
         refusal = no_tenant_refusal(config, svc.namespace)
         if refusal is not None:

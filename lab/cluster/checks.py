@@ -32,7 +32,9 @@ from typing import Any
 
 from lab.cluster.deploy import Cluster
 from lab.cluster.kubelet import rss_bytes
+from lab.errors import WaitTimeout
 from lab.probe import who_serves
+from lab.waiting import wait_for
 
 ADMIN = "system:admin"
 
@@ -68,16 +70,23 @@ def expected_families(svc: Mapping[str, Any]) -> int:
 
 def wait_addresses(cluster: Cluster, timeout: float = 60) -> dict[str, list[str]]:
     """Wait until every Service has an address per requested family; raise naming those that don't."""
-    deadline = time.monotonic() + timeout
     want = {_key(s): expected_families(s) for s in cluster.services()}
-    while True:
-        got = service_addresses(cluster)
-        missing = {k: got.get(k, []) for k, n in want.items() if len(got.get(k, [])) < n}
-        if not missing:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Services without all their addresses after {timeout} s: {missing}")
-        time.sleep(0.5)
+
+    def missing(got: Mapping[str, list[str]]) -> dict[str, list[str]]:
+        return {k: got.get(k, []) for k, n in want.items() if len(got.get(k, [])) < n}
+
+    try:
+        return wait_for(
+            "every Service to have an address per requested family",
+            lambda: service_addresses(cluster),
+            lambda got: not missing(got),
+            timeout=timeout,
+            interval=0.5,
+        )
+    except WaitTimeout:
+        raise WaitTimeout(
+            f"Services without all their addresses after {timeout} s: {missing(service_addresses(cluster))}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -103,12 +112,18 @@ def reachability(cluster: Cluster, addresses: Mapping[str, list[str]]) -> list[P
 
 
 def wait_reachable(cluster: Cluster, addresses: Mapping[str, list[str]], timeout: float = 60) -> list[Probe]:
-    deadline = time.monotonic() + timeout
-    while True:
-        probes = reachability(cluster, addresses)
-        if all(p.node for p in probes) or time.monotonic() > deadline:
-            return probes
-        time.sleep(1)
+    """Probe until every address is reached over TCP (the probes); raise naming those that are not."""
+    try:
+        return wait_for(
+            "every address to be reached over TCP",
+            lambda: reachability(cluster, addresses),
+            lambda probes: all(p.node for p in probes),
+            timeout=timeout,
+            interval=1,
+        )
+    except WaitTimeout:
+        bad = [p for p in reachability(cluster, addresses) if not p.node]
+        raise WaitTimeout(f"unreachable over TCP after {timeout} s: {bad}") from None
 
 
 def leader(cluster: Cluster) -> str | None:

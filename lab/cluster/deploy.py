@@ -46,7 +46,9 @@ from lab.cluster.routers import PeerRouter, password_of
 from lab.cluster.sandbox import SandboxFactory
 from lab.cluster.topology import ClusterTopology, derive, of_kind
 from lab.cluster.workloads import Node, PodPlacement, place
-from lab.netns import Lab, LabError
+from lab.errors import LabError
+from lab.netns import Lab
+from lab.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 API_PORT = 6443
@@ -189,13 +191,7 @@ class Cluster:
         argv = [sys.executable, "-m", "lab.apiserver", "--listen", f"{self.api_host}:{API_PORT}"]
         argv += ["--socket", str(sock), "--pki-dir", str(lab.workdir / "pki")]
         proc = lab.spawn("api", argv, name="apiserver")
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(
-                    f"the API server did not start (exit {proc.poll()}):\n{lab.log('apiserver')[-3000:]}"
-                )
-            time.sleep(0.05)
+        wait_for("the API server's admin socket", sock.exists, timeout=30, abort=lab.exited(proc))
         return Api(sock)
 
     def _load(self) -> None:

@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from lab.cluster.deploy import Cluster
-from lab.netns import LabError
-from lab.probe import arping_macs, ndisc_mac
+from lab.errors import LabError
+from lab.probe import arping_macs, log_line, ndisc_mac
 
 
 @dataclass
@@ -88,11 +88,7 @@ class Watch:
         self.name = f"watch-{client}-{time.monotonic_ns()}"
         argv = [sys.executable, "-m", "lab.arpping", "watch", "eth0", str(seconds), *self.ips]
         self.proc = lab.spawn(client, [*argv, "--interval", str(interval)], name=self.name)
-        deadline = time.monotonic() + 20
-        while not lab.log(self.name).startswith("ready"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"the client's watch did not start: {lab.log(self.name)[-2000:]}")
-            time.sleep(0.02)
+        log_line(lab, self.name, self.proc, lambda line: line == "ready", "the client's watch to start")
         self.started = time.monotonic()
         self.routed: dict[str, dict[str, set[str]]] = {ip: {} for ip in self.ips}
         self._nets = {ip: ipaddress.ip_address(ip) for ip in self.ips}

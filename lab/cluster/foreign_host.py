@@ -46,6 +46,7 @@ from lab.cluster.hostile_lan import (
     unpin,
 )
 from lab.probe import NeighWatch, arping_macs, ndisc_mac, neigh_mac, who_serves
+from lab.waiting import wait_for
 
 
 def _refused_by(cluster: Cluster, ip: str, mac: str, but: str | None = None) -> str | None:
@@ -123,17 +124,28 @@ def foreign_host(
         if claimed_after:
             pin(cluster, name, ip)
             first = announced_by(cluster, ip)
-            scenario.wait(
-                f"the client to resolve {ip} to {first}", lambda: _resolves(cluster, ip) == {lab.mac(first)}
+            wait_for(
+                f"the client to resolve {ip} to {first}",
+                lambda: _resolves(cluster, ip) == {lab.mac(first)},
+                timeout=30,
+                interval=scenario.POLL,
             )
             hold(cluster, ip)
             claim(cluster, ip)
-            scenario.wait(f"{first} to defend {ip}", lambda: _state(cluster, ip, first) == "defending", 10)
+            wait_for(
+                f"{first} to defend {ip}",
+                lambda: _state(cluster, ip, first) == "defending",
+                timeout=10,
+                interval=scenario.POLL,
+            )
             row = conflicts(cluster, ip)[first]
             counted = metric(cluster, first, "ironlb_l2_claims_total")
             claim(cluster, ip)  # a second claim within DEFEND_INTERVAL: counted, not answered
-            scenario.wait(
-                "the second claim", lambda: metric(cluster, first, "ironlb_l2_claims_total") > counted, 10
+            wait_for(
+                "the second claim",
+                lambda: metric(cluster, first, "ironlb_l2_claims_total") > counted,
+                timeout=10,
+                interval=scenario.POLL,
             )
             claims = metric(cluster, first, "ironlb_l2_claims_total")
             defences = metric(cluster, first, "ironlb_l2_defences_total")
@@ -145,23 +157,30 @@ def foreign_host(
             initial, neigh = neigh_mac(lab, "client", ip), NeighWatch(lab, "client")
             watch, until = Watch(cluster, [ip], window), {}
             pin(cluster, name, ip)
-            first = scenario.wait(f"a node to refuse {ip}", lambda: _refused_by(cluster, ip, intruder), 15)
+            first = wait_for(
+                f"a node to refuse {ip}",
+                lambda: _refused_by(cluster, ip, intruder),
+                timeout=15,
+                interval=scenario.POLL,
+            )
             row = conflicts(cluster, ip)[first]
         cluster.kill_pod(speaker(cluster, first), down_for=down_for)
         if neigh is None:
             initial, neigh = neigh_mac(lab, "client", ip), NeighWatch(lab, "client")
-        successor = scenario.wait(
+        successor = wait_for(
             f"another node to probe {ip} and refuse it",
             lambda: _refused_by(cluster, ip, intruder, but=first),
-            15,
+            timeout=15,
+            interval=scenario.POLL,
         )
         successor_row = conflicts(cluster, ip)[successor]
         exposure = watch.result(until)
         settled(cluster)
-        scenario.wait(
+        wait_for(
             f"{first}'s restarted speaker to refuse {ip} too",
             lambda: _state(cluster, ip, first) == "refused",
-            30,
+            timeout=30,
+            interval=scenario.POLL,
         )
         events = [
             m
@@ -178,10 +197,18 @@ def foreign_host(
         hold(cluster, ip, add=False)  # the intruder lets go: the address comes back
         released = time.monotonic()
         back = announced_by(cluster, ip, timeout=45)  # the next probe: at most conflictRetry (30 s) away
-        scenario.wait(
-            f"the client to resolve {ip} to {back}", lambda: _resolves(cluster, ip) == {lab.mac(back)}, 15
+        wait_for(
+            f"the client to resolve {ip} to {back}",
+            lambda: _resolves(cluster, ip) == {lab.mac(back)},
+            timeout=15,
+            interval=scenario.POLL,
         )
-        scenario.wait(f"the conflict on {ip} to end", lambda: not conflicts(cluster, ip), 15)
+        wait_for(
+            f"the conflict on {ip} to end",
+            lambda: not conflicts(cluster, ip),
+            timeout=15,
+            interval=scenario.POLL,
+        )
         recovered = time.monotonic() - released
         return Foreign(
             ip, first, row, successor, successor_row, restarted_row, exposure, flips, events, rows, shown,
@@ -240,8 +267,11 @@ def reannounce_v6(cluster: Cluster, ip: str, spares: Sequence[str], name: str = 
     try:
         hold(cluster, ip)
         pin(cluster, name, ip)
-        owner = scenario.wait(
-            f"a node to refuse {ip}", lambda: _refused_by(cluster, ip, lab.mac(INTRUDER)), 15
+        owner = wait_for(
+            f"a node to refuse {ip}",
+            lambda: _refused_by(cluster, ip, lab.mac(INTRUDER)),
+            timeout=15,
+            interval=scenario.POLL,
         )
         keeper = next((a for a, n in sorted(owners(cluster).items()) if ":" in a and n == {owner}), None)
         for i, spare in enumerate(spares):
@@ -255,7 +285,12 @@ def reannounce_v6(cluster: Cluster, ip: str, spares: Sequence[str], name: str = 
                 unpin(cluster, created.pop())
         assert keeper is not None, f"no IPv6 address of {spares} landed on {owner}"
         unpin(cluster, name)  # withdrawn while in conflict
-        scenario.wait(f"{owner} to forget {ip}", lambda: _forgotten(cluster, owner, ip), 15)
+        wait_for(
+            f"{owner} to forget {ip}",
+            lambda: _forgotten(cluster, owner, ip),
+            timeout=15,
+            interval=scenario.POLL,
+        )
         hold(cluster, ip, add=False)
         pin(cluster, name, ip)
         again = announced_by(cluster, ip, timeout=40)
@@ -299,7 +334,12 @@ def takeover(
             proc = lab.spawn(
                 "client", [sys.executable, "-m", "lab.tcpwatch", ip, str(port), old, "20"], name=log
             )
-            scenario.wait(f"the client to reach {old}", functools.partial(_ready, cluster, proc, log), 30)
+            wait_for(
+                f"the client to reach {old}",
+                functools.partial(_ready, cluster, proc, log),
+                timeout=30,
+                interval=scenario.POLL,
+            )
             started = time.monotonic()
             cluster.kill_pod(speaker(cluster, old), down_for=down_for)
             proc.wait(timeout=30)
@@ -326,4 +366,4 @@ def _stable_owner(cluster: Cluster, ip: str, port: int) -> str:
         node = next(iter(found)) if len(found) == 1 else None
         return node if node and who_serves(cluster.the_lab, "client", ip, port, timeout=1) == node else None
 
-    return scenario.wait(f"one owner of {ip} that the client reaches", probe, 30, interval=0.2)
+    return wait_for(f"one owner of {ip} that the client reaches", probe, timeout=30, interval=0.2)

@@ -33,16 +33,17 @@ from typing import Any
 import netaddr
 
 from ironlb.agent.membership.wire import key_id as wire_key_id
+from ironlb.model import ANN_IPS
 from lab import arpping
 from lab.cluster import checks, scenario
 from lab.cluster.deploy import Cluster
 from lab.cluster.kubelet import rss_bytes
 from lab.flood import flood_result, start_membership_flood
 from lab.probe import NeighWatch
+from lab.waiting import wait_for
 
 INTRUDER = "intruder"
 GROUP = "ironlb.io/v1alpha1"
-ANN_IPS = "ironlb.io/loadBalancerIPs"
 MEMBERSHIP_TROUBLE = (" is dead", " is suspect", "cut off")  # the speaker's membership log lines
 
 
@@ -153,7 +154,12 @@ def unpin(cluster: Cluster, name: str, namespace: str = "default") -> None:
 
 def announced_by(cluster: Cluster, ip: str, timeout: float = 30) -> str:
     """Wait until exactly one node announces ``ip``; its name."""
-    found = scenario.wait(f"one node to announce {ip}", lambda: owners(cluster).get(ip) or None, timeout)
+    found = wait_for(
+        f"one node to announce {ip}",
+        lambda: owners(cluster).get(ip) or None,
+        timeout=timeout,
+        interval=scenario.POLL,
+    )
     if len(found) != 1:
         raise AssertionError(f"{ip} is announced by {sorted(found)}")
     return next(iter(found))
@@ -161,7 +167,12 @@ def announced_by(cluster: Cluster, ip: str, timeout: float = 30) -> str:
 
 def settled(cluster: Cluster, timeout: float = 60) -> None:
     """Every pod ready again (after a kill)."""
-    scenario.wait("every pod to be ready", lambda: all(scenario.all_ready(cluster).values()), timeout)
+    wait_for(
+        "every pod to be ready",
+        lambda: all(scenario.all_ready(cluster).values()),
+        timeout=timeout,
+        interval=scenario.POLL,
+    )
 
 
 @contextlib.contextmanager

@@ -39,15 +39,16 @@ from typing import Any
 
 import netaddr
 
+from ironlb.model import ANN_ALLOCATED_IPS as ANN_ALLOCATED
+from ironlb.model import ANN_ALLOCATED_POOL as ANN_FROM
+from ironlb.model import ANN_IPS, ANN_POOL, ANN_SHARING
 from lab.cluster import checks, scenario
 from lab.cluster.api import UserApi
 from lab.cluster.deploy import Cluster
 from lab.cluster.exposure import Exposure, Watch
+from lab.waiting import wait_for
 
 WINDOW = 10.0
-ANN_IPS, ANN_POOL = "ironlb.io/loadBalancerIPs", "ironlb.io/address-pool"
-ANN_SHARING = "ironlb.io/allow-shared-ip"
-ANN_ALLOCATED, ANN_FROM = "ironlb.io/allocated-ips", "ironlb.io/ip-allocated-from-pool"
 MISSING_POOL = "no-such-pool"
 ROGUE, CLOSED = "rogue", "platform-closed"  # a namespace no Tenant lists; a pool without allowUntenanted
 FORGED, CROSS = "forged", "cross-tenant"  # the benchmark's two figures
@@ -284,9 +285,11 @@ def launch(
     for attack in attacks:
         for doc in attack.services:
             name = doc["metadata"]["name"]
-            scenario.wait(
+            wait_for(
                 f"the controller to answer {name}",
                 functools.partial(_answered, cluster, attack.namespace, name),
+                timeout=30,
+                interval=scenario.POLL,
             )
     time.sleep(1.0)
     for attack in attacks:
@@ -302,7 +305,12 @@ def launch(
             return a.reasons <= set().union(*(_read(cluster, a.namespace, x)[2] for x in n))
 
         with contextlib.suppress(AssertionError):  # a missing one is in Outcome.problems
-            scenario.wait(f"the Warning Events {sorted(attack.reasons)} for {attack.name!r}", reasons, 30)
+            wait_for(
+                f"the Warning Events {sorted(attack.reasons)} for {attack.name!r}",
+                reasons,
+                timeout=30,
+                interval=scenario.POLL,
+            )
         rows = {n: _read(cluster, attack.namespace, n) for n in names}
         out[attack.id] = Outcome(
             attack,
@@ -363,7 +371,9 @@ def restart_with_forged_claims(
     held = sorted({ip for ips in before.values() for ip in ips})
     vns = t.victim.split("/")[0]
     fresh = (t.victim_free4[6], t.victim_free6[2], t.lan_free4[2], t.lan_free6[2])
-    old = scenario.wait("a controller to hold the Lease", lambda: checks.leader(cluster))
+    old = wait_for(
+        "a controller to hold the Lease", lambda: checks.leader(cluster), timeout=30, interval=scenario.POLL
+    )
     watch = Watch(cluster, fresh, window + 5)
     cluster.kill_pod(old, down_for=window)
     killed = time.monotonic()
@@ -380,15 +390,18 @@ def restart_with_forged_claims(
         now = checks.leader(cluster)
         return now if now not in (None, old) else None
 
-    new = scenario.wait("another controller to hold the Lease", successor, 30)
+    new = wait_for("another controller to hold the Lease", successor, timeout=30, interval=scenario.POLL)
     seconds = time.monotonic() - killed
     exposure = watch.result()
     moved = intact(cluster, t, before)
     usurped, given = [], 0
     for ns, reason in ((t.attacker, "RecordRewritten"), (vns, "AddressRejected")):
         with contextlib.suppress(AssertionError):  # judged below
-            scenario.wait(
-                f"{ns}/usurper's {reason} Event", functools.partial(_warned, cluster, ns, "usurper", reason)
+            wait_for(
+                f"{ns}/usurper's {reason} Event",
+                functools.partial(_warned, cluster, ns, "usurper", reason),
+                timeout=30,
+                interval=scenario.POLL,
             )
         ingress, ann, warnings = _read(cluster, ns, "usurper")
         given += len(ingress)

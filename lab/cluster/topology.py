@@ -36,7 +36,7 @@ from typing import Any
 import netaddr
 
 from ironlb.addresses import parse_block
-from ironlb.fields import LabelSelector
+from ironlb.model import BGPAdvertisementSpec, L2AdvertisementSpec, selects_pool
 from lab.netns import Topology
 
 Manifest = Mapping[str, Any]
@@ -90,17 +90,12 @@ def _name(m: Manifest) -> str:
 
 
 def _selected(adverts: Sequence[Manifest], pools: Mapping[str, Mapping[str, str]]) -> frozenset[str]:
-    """Pools the advertisements select: ``ipPools`` by name, ``ipPoolSelector`` by labels, all if neither."""
+    """Pools the advertisements select, by the schema's one rule (:func:`ironlb.model.selects_pool`)."""
     out: set[str] = set()
     for adv in adverts:
-        names, selector = _spec(adv).get("ipPools") or [], _spec(adv).get("ipPoolSelector")
-        if names:
-            out.update(n for n in names if n in pools)
-        if selector:
-            sel = LabelSelector.model_validate(selector)
-            out.update(p for p, labels in pools.items() if sel.matches(dict(labels)))
-        if not names and not selector:
-            out.update(pools)
+        kind = L2AdvertisementSpec if adv.get("kind") == "L2Advertisement" else BGPAdvertisementSpec
+        spec = kind.model_validate(_spec(adv))
+        out.update(p for p, labels in pools.items() if selects_pool(spec, p, labels))
     return frozenset(out)
 
 

@@ -17,7 +17,7 @@ for neighbours with ``bfd=True``.
 """
 
 from lab.routers.bird import Bird, parse_bfd_sessions, parse_bird_routes
-from lab.routers.common import NODE_ASN, ROUTER_ASN, BfdTimers, BgpPath, Neighbor, node_session, wait_for
+from lab.routers.common import NODE_ASN, ROUTER_ASN, BfdTimers, BgpPath, Neighbor, node_session
 from lab.routers.frr import Frr
 from lab.routers.gobgp import GoBGP
 
@@ -33,5 +33,4 @@ __all__ = [
     "node_session",
     "parse_bfd_sessions",
     "parse_bird_routes",
-    "wait_for",
 ]

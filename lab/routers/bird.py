@@ -19,8 +19,10 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.netns import Lab, LabError
-from lab.routers.common import ROUTER_ASN, BfdTimers, BgpPath, Neighbor, wait_for
+from lab.errors import LabError
+from lab.netns import Lab
+from lab.routers.common import ROUTER_ASN, BfdTimers, BgpPath, Neighbor
+from lab.waiting import wait_for
 
 _PREFIX_LINE = re.compile(r"^(\S+)\s+unicast\s+\[(\S+)")
 _ALT_LINE = re.compile(r"^\s+unicast\s+\[(\S+)")
@@ -141,12 +143,10 @@ class Bird:
             ["bird", "-f", "-c", str(self.conf), "-s", str(self.ctl), "-P", str(self.dir / "bird.pid")],
             name=self.name,
         )
-        wait_for(lambda: self._ctl_ok(), 10, "birdc to answer")
+        wait_for("birdc to answer", self._ctl_ok, abort=self.lab.exited(self.proc), interval=0.01)
         return self
 
     def _ctl_ok(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise LabError(f"bird exited: {self.lab.log(self.name)}")
         return self.ctl.exists() and self.birdc("show", "status", check=False).returncode == 0
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -193,12 +193,13 @@ class Bird:
         """Neighbour address -> BFD state (``Up``, ``Down``...)."""
         return parse_bfd_sessions(self.birdc("show", "bfd", "sessions").stdout)
 
-    def wait_established(self, names: Sequence[str], timeout: float = 15) -> float:
+    def wait_established(self, names: Sequence[str], timeout: float = 15) -> dict[str, str]:
+        """Wait until every protocol in ``names`` is Established; return all protocols' states."""
         return wait_for(
-            lambda: all(self.protocols().get(n) == "Established" for n in names),
-            timeout,
             f"BIRD sessions {', '.join(names)} to be Established",
-            interval=0.05,
+            self.protocols,
+            lambda states: all(states.get(n) == "Established" for n in names),
+            timeout=timeout,
         )
 
     def kernel_routes(self, family: int = 4) -> str:

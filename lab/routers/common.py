@@ -1,13 +1,10 @@
-"""What every lab router shares: ASNs, the sessions it accepts, paths as read back, waiting."""
+"""What every lab router shares: ASNs, the sessions it accepts, paths as read back."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ironlb.agent.announcements import BFDSettings, BGPSession
-from lab import probe
 from lab.netns import Lab
 
 ROUTER_ASN = 64512
@@ -44,13 +41,6 @@ class BgpPath:
     large_communities: tuple[str, ...] = ()  # "a:b:c"
     local_pref: int | None = None
     source: str = ""  # BIRD protocol / peer address
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> float:
-    """Poll ``check`` until true; return seconds taken; raise LabError naming ``what``."""
-    start = time.monotonic()
-    probe.wait_for(what, check, bool, timeout=timeout, interval=interval)
-    return time.monotonic() - start
 
 
 def node_session(

@@ -16,7 +16,8 @@ import tempfile
 from collections.abc import Sequence
 
 from lab.netns import Lab
-from lab.routers.common import ROUTER_ASN, BfdTimers, BgpPath, Neighbor, wait_for
+from lab.routers.common import ROUTER_ASN, BfdTimers, BgpPath, Neighbor
+from lab.waiting import wait_for
 
 
 class Frr:
@@ -91,11 +92,16 @@ class Frr:
             "0",
         ]
         self._daemon("zebra", common)
-        wait_for(lambda: (self.dir / "zserv.api").exists(), 10, "zebra's zserv socket")
+        wait_for("zebra's zserv socket", (self.dir / "zserv.api").exists, interval=0.01)
         if self.bfd is not None:
             self._daemon("bfdd", common)
         self._daemon("bgpd", common)
-        wait_for(lambda: self.vtysh("show bgp summary json", check=False).returncode == 0, 10, "bgpd's vty")
+        wait_for(
+            "bgpd's vty",
+            lambda: self.vtysh("show bgp summary json", check=False),
+            lambda done: done.returncode == 0,
+            interval=0.01,
+        )
         return self
 
     def _daemon(self, daemon: str, common: list[str]) -> None:

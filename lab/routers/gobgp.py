@@ -11,7 +11,8 @@ import subprocess
 from collections.abc import Sequence
 
 from lab.netns import Lab
-from lab.routers.common import ROUTER_ASN, BgpPath, Neighbor, wait_for
+from lab.routers.common import ROUTER_ASN, BgpPath, Neighbor
+from lab.waiting import wait_for
 
 
 class GoBGP:
@@ -78,7 +79,13 @@ class GoBGP:
             ],
             name=self.name,
         )
-        wait_for(lambda: self.cli("global", check=False).returncode == 0, 10, "gobgpd's API")
+        wait_for(
+            "gobgpd's API",
+            lambda: self.cli("global", check=False),
+            lambda done: done.returncode == 0,
+            interval=0.01,
+            abort=self.lab.exited(self.proc),
+        )
         return self
 
     def stop(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ from ironlb.model import BGPAdvertisement, BGPPeer, IPPool
 from ironlb.service import AssignedIP, Assignment
 from lab import VIP_PORT, Lab
 from lab.bgpnode import NodeShell
-from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Neighbor, node_session, wait_for
+from lab.routers import NODE_ASN, ROUTER_ASN, Bird, Neighbor, node_session
+from lab.waiting import eventually
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -33,6 +34,9 @@ VIP = "10.77.0.200"
 VIP6 = "fd77::c8"
 
 Shells = dict[str, NodeShell]
+#: How long a session must have been up before a change, so that a flap it caused would show in
+#: BIRD's "since" column (compared with a 0.1 s tolerance: it has millisecond resolution).
+FLAP_VISIBLE = 1.1
 
 
 def session(lab: Lab, node: str, family: int = 4, **kw: object) -> BGPSession:
@@ -49,21 +53,31 @@ async def shells(lab: Lab) -> AsyncIterator[Shells]:
         await asyncio.gather(*(s.close() for s in out.values()))
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 10) -> float:
-    return await asyncio.to_thread(wait_for, check, timeout, what, 0.02)
-
-
 async def session_state(shell: NodeShell, name: str, state: str, timeout: float = 5) -> dict[str, Any]:
     """The shell's status row of session ``name`` once it shows ``state`` (it reads BIRD each second)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (row := await shell.session(name)).get("state") != state:
-        assert asyncio.get_running_loop().time() < deadline, f"{name} never reached {state}: {row}"
-        await asyncio.sleep(0.05)
-    return row
+    return await eventually(
+        f"session {name} to be {state}", lambda: shell.session(name), lambda row: row.get("state") == state
+    )
 
 
-def hops(bird: Bird, prefix: str, table: str = "master4") -> set[str]:
-    return {p.next_hop for p in bird.routes(table).get(prefix, [])}
+async def hops(bird: Bird, prefix: str = f"{VIP}/32", table: str = "master4") -> set[str]:
+    """Next hops of ``prefix`` at the router (read off the event loop: it runs birdc)."""
+    routes = await asyncio.to_thread(bird.routes, table)
+    return {p.next_hop for p in routes.get(prefix, [])}
+
+
+async def routes(bird: Bird) -> set[str]:
+    """The prefixes the router holds (read off the event loop)."""
+    return set(await asyncio.to_thread(bird.routes))
+
+
+def md5_failures(lab: Lab, host: str = "router") -> int:
+    """Segments ``host``'s kernel refused for a wrong TCP MD5 signature (TcpExt TCPMD5Failure)."""
+    lines = [line.split() for line in lab.run(host, "cat", "/proc/net/netstat").stdout.splitlines()]
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names[0] == "TcpExt:" and "TCPMD5Failure" in names:
+            return int(values[names.index("TCPMD5Failure")])
+    raise AssertionError("no TCPMD5Failure counter in /proc/net/netstat")
 
 
 def route_plan(node: str, sessions: Iterable[BGPSession], *routes: BGPRoute) -> Plan:
@@ -77,7 +91,7 @@ async def test_ecmp_routes_real_tcp_communities_and_withdraw(lab: Lab, shells: S
     for n, shell in shells.items():
         await shell.apply(route_plan(n, [session(lab, n)], route))
     want = {lab.addr(n) for n in lab.nodes}
-    await until(lambda: hops(bird, f"{VIP}/32") == want, "a path from every node at the router")
+    await eventually("a path from every node at the router", lambda: hops(bird), lambda h: h == want)
     (path, *_) = bird.routes()[f"{VIP}/32"]
     assert path.communities == ("65000:7",) and path.large_communities == ("64513:1:2",)
     kernel = bird.kernel_routes()
@@ -87,7 +101,7 @@ async def test_ecmp_routes_real_tcp_communities_and_withdraw(lab: Lab, shells: S
     status = await session_state(shells["node1"], "tor", "established")  # read once a second
     assert status["prefixes_sent"] == 1 and status["uptime_s"] >= 0, status
     await shells["node1"].apply(route_plan("node1", [session(lab, "node1")]))  # the service is deleted
-    await until(lambda: hops(bird, f"{VIP}/32") == want - {lab.addr("node1")}, "node1's path withdrawn")
+    await eventually("node1's path withdrawn", lambda: hops(bird), lambda h: h == want - {lab.addr("node1")})
     assert bird.protocols()["node1"] == "Established", "withdrawing a route keeps the session"
 
 
@@ -103,7 +117,11 @@ async def test_md5_right_password_establishes_wrong_never_does(lab: Lab, shells:
         route_plan("node2", [session(lab, "node2", password_ref=("wrong", "password"))])
     )
     await asyncio.to_thread(bird.wait_established, ["node1"], 15)
-    await asyncio.sleep(3)  # several connect retries (connectTime 1 s) for the wrong password
+    # Not a fixed wait: the router's kernel counts every segment refused for a wrong MD5
+    # signature; three mean node2 tried (and BIRD retried) with the wrong password.
+    await eventually(
+        "3 segments refused for a wrong MD5 signature", lambda: md5_failures(lab), lambda n: n >= 3
+    )
     assert bird.protocols()["node2"] != "Established"
     assert (await shells["node2"].session("tor"))["state"] != "established"
     for shell in shells.values():
@@ -138,9 +156,11 @@ async def test_ibgp_local_pref_and_ipv6_routes_arrive(lab: Lab, shells: Shells) 
             BGPRoute(f"{VIP6}/128", ("tor6",)),
         )
     )
-    await until(lambda: f"{VIP}/32" in bird.routes(), "the iBGP route")
+    await eventually("the iBGP route", lambda: routes(bird), lambda r: f"{VIP}/32" in r)
     assert bird.routes()[f"{VIP}/32"][0].local_pref == 250
-    await until(lambda: hops(bird, f"{VIP6}/128", "master6") == {lab.addr("node1", 6)}, "the IPv6 /128")
+    await eventually(
+        "the IPv6 /128", lambda: hops(bird, f"{VIP6}/128", "master6"), lambda h: h == {lab.addr("node1", 6)}
+    )
     assert f"{VIP6} " in bird.kernel_routes(6)
 
 
@@ -178,26 +198,28 @@ async def test_etp_local_next_hops_follow_endpoints(lab: Lab, shells: Shells) ->
         view = etp_view(lab, eps)
         for n, shell in shells.items():
             await shell.apply(plan(view, n))
-        await until(
-            lambda eps=eps: hops(bird, f"{VIP}/32") == {lab.addr(n) for n in eps},  # type: ignore[misc]
-            f"next hops = endpoints on {eps}",
-        )
+        want = {lab.addr(n) for n in eps}
+        ok = want.__eq__  # a set compared with the set hops() returns
+        await eventually(f"next hops = endpoints on {eps}", lambda: hops(bird), ok)
 
 
 async def test_router_restart_brings_sessions_and_routes_back(lab: Lab, shells: Shells) -> None:
     bird = Bird(lab, [Neighbor("node1", lab.addr("node1"))]).start()
     await shells["node1"].apply(route_plan("node1", [session(lab, "node1")], BGPRoute(f"{VIP}/32", ("tor",))))
-    await until(lambda: hops(bird, f"{VIP}/32") == {lab.addr("node1")}, "the route")
+    node1 = {lab.addr("node1")}
+    await eventually("the route", lambda: hops(bird), lambda h: h == node1)
     pid = (await shells["node1"].status())["speaker"]["pid"]
     bird.stop()
-    for _ in range(500):
-        if (await shells["node1"].session("tor"))["state"] != "established":
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("node1 never saw its session go down")
+    await eventually(
+        "node1 to see its session go down",
+        lambda: shells["node1"].session("tor"),
+        lambda row: row["state"] != "established",
+        interval=0.02,
+    )
     bird.start()
-    took = await until(lambda: hops(bird, f"{VIP}/32") == {lab.addr("node1")}, "the route back", 20)
+    start = asyncio.get_running_loop().time()
+    await eventually("the route back", lambda: hops(bird), lambda h: h == node1, timeout=20)
+    took = asyncio.get_running_loop().time() - start
     assert (await shells["node1"].status())["speaker"]["pid"] == pid, "BIRD reconnected by itself"
     assert took < 15
 
@@ -208,7 +230,7 @@ async def test_changing_or_removing_one_session_leaves_the_other_alone(lab: Lab,
     node1 = shells["node1"]
     await node1.apply(route_plan("node1", [v4, v6], BGPRoute(f"{VIP}/32", ("tor",))))
     await asyncio.to_thread(bird.wait_established, ["node1", "v6n1"], 15)
-    await asyncio.sleep(1.1)  # the "since" column has millisecond resolution; be sure a flap would show
+    await asyncio.sleep(FLAP_VISIBLE)
     v6_before, v4_before = bird.since("v6n1"), bird.since("node1")
     await node1.apply(
         route_plan(
@@ -218,12 +240,18 @@ async def test_changing_or_removing_one_session_leaves_the_other_alone(lab: Lab,
             BGPRoute("10.77.0.201/32", ("tor",)),
         )
     )
-    await until(lambda: "10.77.0.201/32" in bird.routes(), "the added route")
+    await eventually("the added route", lambda: routes(bird), lambda r: "10.77.0.201/32" in r)
     await asyncio.to_thread(bird.wait_established, ["v6n1"], 15)
     assert abs(bird.since("node1") - v4_before) < 0.1, "the v4 session never flapped"
     assert abs(bird.since("v6n1") - v6_before) > 0.5, "the changed session restarted"
     assert (await node1.status())["session_restarts"] == 1
     await node1.apply(route_plan("node1", [v4], BGPRoute(f"{VIP}/32", ("tor",))))  # the v6 peer is deleted
-    await until(lambda: bird.protocols()["v6n1"] != "Established", "the removed session closed")
-    await until(lambda: "10.77.0.201/32" not in bird.routes(), "the route dropped from the plan withdrawn")
+    await eventually(
+        "the removed session closed",
+        lambda: asyncio.to_thread(bird.protocols),
+        lambda states: states["v6n1"] != "Established",
+    )
+    await eventually(
+        "the route dropped from the plan withdrawn", lambda: routes(bird), lambda r: "10.77.0.201/32" not in r
+    )
     assert abs(bird.since("node1") - v4_before) < 0.1, "removing the other session left this one alone"

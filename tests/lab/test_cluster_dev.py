@@ -18,9 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.cluster import scenario
+from lab.cluster import checks, scenario
 from lab.cluster.checks import Figures, figures, observe
 from lab.cluster.deploy import Cluster, deployed
+from lab.waiting import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 STACK = "dev"
@@ -60,7 +61,7 @@ def test_an_idle_soak_keeps_every_figure_at_zero(cluster: Cluster, converged: sc
     assert sum(fig.api_writes_per_min.values()) == 0, (
         f"API writes at rest (leases aside): {fig.api_writes_per_min}"
     )
-    assert scenario.checks.service_addresses(cluster) == converged.addresses
+    assert checks.service_addresses(cluster) == converged.addresses
 
 
 def test_killing_the_controller_leader_resumes_allocation_and_moves_nothing(
@@ -82,7 +83,7 @@ def test_killing_an_agent_fails_its_layer2_address_over(
     old, new, seconds = scenario.kill_agent(cluster, converged.addresses)
     print(f"agent on {old} killed; {new} answered after {seconds:.2f} s")
     assert new != old
-    scenario.checks.wait_reachable(cluster, converged.addresses)
+    checks.wait_reachable(cluster, converged.addresses)
     assert_zeros(figures(cluster, since), "after killing an agent")
 
 
@@ -92,7 +93,7 @@ def test_editing_a_pool_updates_its_status_and_moves_nothing(
     since = time.time()
     pool, added = scenario.edit_pool(cluster)
     print(f"added {added} addresses to IPPool {pool}")
-    assert scenario.checks.service_addresses(cluster) == converged.addresses
+    assert checks.service_addresses(cluster) == converged.addresses
     assert_zeros(figures(cluster, since), "after editing a pool")
 
 
@@ -135,7 +136,8 @@ def test_a_hung_agent_is_killed_and_restarted_by_its_rendered_liveness_probe(
     """SIGSTOP an agent: its health endpoint stops answering, the rendered liveness probe fails
     failureThreshold times, the kubelet stops it (SIGTERM, SIGKILL after the grace period) and
     restarts it; the restart is counted with reason liveness and the pod is ready again."""
-    assert cluster.kubelet is not None
+    kubelet = cluster.kubelet
+    assert kubelet is not None
     pod = next(p for p in cluster.pods() if p.workload_kind == "DaemonSet")
     worker = cluster.worker(pod.name)
     run = next(iter(worker.containers.values()))
@@ -143,13 +145,17 @@ def test_a_hung_agent_is_killed_and_restarted_by_its_rendered_liveness_probe(
     assert run.proc is not None
     os.kill(run.proc.pid, signal.SIGSTOP)
     budget = live.period * (live.failure_threshold + 1) + live.timeout + worker.plan.grace + 20
-    restart = scenario.wait(
+    restart = wait_for(
         f"a liveness restart of {pod.name}",
-        lambda: next(
-            (r for r in cluster.kubelet.restarts if r.pod == pod.name and r.reason == "liveness"), None
-        ),
-        budget,
+        lambda: next((r for r in kubelet.restarts if r.pod == pod.name and r.reason == "liveness"), None),
+        timeout=budget,
+        interval=scenario.POLL,
     )
     print(f"{pod.name} stopped; restarted after {live.failure_threshold} failed liveness probes: {restart}")
-    scenario.wait("every pod to be ready again", lambda: all(scenario.all_ready(cluster).values()), 60)
-    scenario.checks.wait_reachable(cluster, converged.addresses)
+    wait_for(
+        "every pod to be ready again",
+        lambda: all(scenario.all_ready(cluster).values()),
+        timeout=60,
+        interval=scenario.POLL,
+    )
+    checks.wait_reachable(cluster, converged.addresses)

@@ -34,6 +34,7 @@ from lab.cluster import checks, scenario
 from lab.cluster import foreign_host as fh
 from lab.cluster import hostile_lan as hl
 from lab.cluster.deploy import Cluster, deployed
+from lab.waiting import wait_for
 from tests.lab.test_cluster_dev import converged
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
@@ -104,10 +105,11 @@ def test_a_million_spoofed_arps_leave_the_speaker_flat_and_trust_no_mac(
         assert result.growth < 16, f"the speaker's RSS grew by {result.growth:.1f} MB"
         assert result.changes == [] and result.flips == [], (result.changes, result.flips)
         hl.claim(cluster, ip, mac=result.first_mac)  # a MAC the flood used "from a peer's address"
-        row = scenario.wait(
+        row = wait_for(
             "a claim from a flood MAC to be a conflict, not a peer's",
             lambda: hl.conflicts(cluster, ip).get(result.owner),
-            10,
+            timeout=10,
+            interval=scenario.POLL,
         )
         assert row["mac"] == result.first_mac and row["state"] == "defending", row
     finally:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import queue
 import re
 import shlex
 import signal
@@ -35,6 +34,7 @@ from ironlb.errors import IronLBError
 from ironlb_cli.demo import use_checkout_lab
 from ironlb_cli.render import render
 from lab.demo import Row, Seen, changes, row_for, table
+from lab.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 IRONLB = Path(sys.executable).parent / "ironlb"  # the console script ./scripts/setup installs
@@ -124,30 +124,23 @@ class Lines:
 
     def __init__(self, stream: IO[str]) -> None:
         self.all: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
 
     def _pump(self, stream: IO[str]) -> None:
         for line in stream:
             self.all.append(line)
-            self._queue.put(line)
 
     def text(self) -> str:
         return "".join(self.all)
 
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        seen = re.search(pattern, self.text(), re.M)
-        while seen is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no line matching {pattern!r} in {timeout} s:\n{self.text()}")
-            try:
-                self._queue.get(timeout=min(left, 1))
-            except queue.Empty:
-                continue
-            seen = re.search(pattern, self.text(), re.M)
-        return seen
+    def wait_line(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first match of ``pattern`` (a line, ``re.M``); a timeout shows everything written."""
+        text = wait_for(
+            f"a line matching {pattern!r}", self.text, lambda t: re.search(pattern, t, re.M), timeout=timeout
+        )
+        found = re.search(pattern, text, re.M)
+        assert found is not None
+        return found
 
 
 @pytest.fixture
@@ -173,15 +166,15 @@ def test_watching_prints_a_failover_when_the_owner_is_unplugged_and_ctrl_c_tears
     watching: tuple[subprocess.Popen[str], Lines, Lines],
 ) -> None:
     proc, out, err = watching
-    hint = err.wait_for(r"unplug (node\d) \(owner of (\S+)\): (ip -n \S+ link set \S+) down", 300)
+    hint = err.wait_line(r"unplug (node\d) \(owner of (\S+)\): (ip -n \S+ link set \S+) down", 300)
     owner, ip, command = hint.groups()
     subprocess.run([*shlex.split(command), "down"], check=True)
-    moved = out.wait_for(rf"^\S+  \S+ {re.escape(ip)}: {owner} -> (node\d); client .*", 60)
+    moved = out.wait_line(rf"^\S+  \S+ {re.escape(ip)}: {owner} -> (node\d); client .*", 60)
     assert moved.group(1) != owner, moved.group(0)
     assert "ok, answered by" in moved.group(0).rsplit("->", 1)[-1], f"the client follows: {moved.group(0)}"
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     assert proc.wait(timeout=60) == 130, err.text()
-    err.wait_for("^lab torn down$", 5)
+    err.wait_line("^lab torn down$", 5)
     assert_torn_down(*lab_of(err.text()))
 
 

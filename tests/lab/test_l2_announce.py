@@ -11,8 +11,10 @@ from collections import Counter
 import pytest
 
 from lab import Lab
-from lab.agents import Agents, endpoint_slice, l2_advertisement, nodes, pool, service
-from lab.probe import arping_macs, ndisc_mac, neigh_mac, wait_for, who_serves
+from lab.agents import Agents
+from lab.manifests import endpoint_slice, l2_advertisement, lab_service, nodes, pool
+from lab.probe import arping_macs, ndisc_mac, neigh_mac, who_serves
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -23,7 +25,7 @@ def test_arping_neigh_and_tcp_reach_each_vips_owner_and_only_it(lab: Lab) -> Non
     lab.start_vip_servers()
     agents = Agents(lab)
     agents.write(
-        pool(), l2_advertisement(), *nodes(lab), *(service(f"web{i}", ip) for i, ip in enumerate(VIPS))
+        pool(), l2_advertisement(), *nodes(lab), *(lab_service(f"web{i}", ip) for i, ip in enumerate(VIPS))
     )
     agents.start_all()
     for ip in VIPS:
@@ -34,13 +36,13 @@ def test_arping_neigh_and_tcp_reach_each_vips_owner_and_only_it(lab: Lab) -> Non
         lab.run("client", "ping", "-c1", "-W2", ip)
         assert neigh_mac(lab, "client", ip) == lab.mac(owner)
         assert who_serves(lab, "client", ip) == owner
-        reason = next(o["reason"] for o in agents.status(owner)["ownership"] if o["ip"] == ip)
+        reason = next(o["reason"] for o in agents.wait_status(owner)["ownership"] if o["ip"] == ip)
         assert reason.startswith("ranked first by sha256(") and reason.endswith("among eligible nodes")
 
 
 def test_ownership_spreads_over_every_node_for_many_services(lab: Lab) -> None:
     agents = Agents(lab)
-    agents.write(pool(), l2_advertisement(), *nodes(lab), *(service(f"svc{i:02}") for i in range(30)))
+    agents.write(pool(), l2_advertisement(), *nodes(lab), *(lab_service(f"svc{i:02}") for i in range(30)))
     agents.start_all()
     ips = [f"10.77.0.{200 + i}" for i in range(30)]
     owners = {ip: agents.wait_owner(ip) for ip in ips}
@@ -57,8 +59,8 @@ def test_ipv6_vip_resolves_with_ndisc6_and_serves_tcp(lab: Lab) -> None:
         pool(),
         l2_advertisement(),
         *nodes(lab),
-        service("web6", "fd77::c8", families=["IPv6"]),
-        service("dual", ["10.77.0.210", "fd77::d2"], families=["IPv4", "IPv6"]),
+        lab_service("web6", "fd77::c8", families=["IPv6"]),
+        lab_service("dual", ["10.77.0.210", "fd77::d2"], families=["IPv4", "IPv6"]),
     )
     agents.start_all()
     owner = agents.wait_owner("fd77::c8")
@@ -74,12 +76,12 @@ def test_ipv6_vip_resolves_with_ndisc6_and_serves_tcp(lab: Lab) -> None:
 def test_etp_local_ownership_follows_the_ready_endpoint(lab: Lab) -> None:
     lab.start_vip_servers()
     agents = Agents(lab)
-    base = [pool(), l2_advertisement(), *nodes(lab), service("local", "10.77.0.220", etp="Local")]
-    agents.write(*base, endpoint_slice("local", ["node2"]))
+    base = [pool(), l2_advertisement(), *nodes(lab), lab_service("local", "10.77.0.220", etp="Local")]
+    agents.write(*base, endpoint_slice("local", "node2"))
     agents.start_all()
     assert agents.wait_owner("10.77.0.220") == "node2"
     assert who_serves(lab, "client", "10.77.0.220") == "node2"
-    agents.write(*base, endpoint_slice("local", ["node3"]))
+    agents.write(*base, endpoint_slice("local", "node3"))
     wait_for(
         "ownership to move to node3",
         lambda: agents.owners("10.77.0.220"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lab import Lab
-from lab.agents import Agents, l2_advertisement, nodes, pool, service
-from lab.probe import arping_macs, ndisc_mac, wait_for
+from lab.agents import Agents
+from lab.manifests import l2_advertisement, lab_service, nodes, pool
+from lab.probe import arping_macs, ndisc_mac
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +35,7 @@ def test_foreign_host_answering_for_a_vip_is_a_conflict_then_released(lab: Lab, 
     )
     agents = Agents(lab, extra_args=["--conflict-retry", "1"])
     agents.write(
-        pool(), l2_advertisement(), *nodes(lab), service("clash", ip, families=["IPv6" if v6 else "IPv4"])
+        pool(), l2_advertisement(), *nodes(lab), lab_service("clash", ip, families=["IPv6" if v6 else "IPv4"])
     )
     agents.start_all()
     owner = wait_for(
@@ -43,16 +45,15 @@ def test_foreign_host_answering_for_a_vip_is_a_conflict_then_released(lab: Lab, 
         timeout=10,
     ).pop()
     assert owner is not None
-    st = wait_for(
+    wait_for(
         "the owner to report a conflict",
         lambda: agents.announcing(owner).get(ip),
         lambda s: s == "conflict",
         timeout=10,
     )
-    assert st == "conflict"
-    detail = agents.status(owner)["shells"]["L2Shell"]["addresses"][ip]["conflict"]
-    assert detail["mac"] == lab.mac("client")
-    assert ip in agents.status(owner)["shells"]["L2Shell"]["conflicts"]
+    l2 = agents.wait_status(owner)["shells"]["L2Shell"]
+    assert l2["addresses"][ip]["conflict"]["mac"] == lab.mac("client")
+    assert ip in l2["conflicts"]
     if v6:
         assert ndisc_mac(lab, "router", ip) == lab.mac("client")
     else:

@@ -13,8 +13,10 @@ import time
 import pytest
 
 from lab import Lab
-from lab.agents import Agents, l2_advertisement, nodes, pool, service
-from lab.probe import neigh_mac, wait_for, who_serves
+from lab.agents import Agents
+from lab.manifests import l2_advertisement, lab_service, nodes, pool
+from lab.probe import neigh_mac, who_serves
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +35,7 @@ def test_owner_loss_moves_the_vip(lab: Lab, sig: int, ip: str, budget: float) ->
     lab.start_vip_servers()
     agents = Agents(lab)
     fams = ["IPv6"] if ":" in ip else ["IPv4"]
-    agents.write(pool(), l2_advertisement(), *nodes(lab), service("web", ip, families=fams))
+    agents.write(pool(), l2_advertisement(), *nodes(lab), lab_service("web", ip, families=fams))
     agents.start_all()
     old = agents.wait_owner(ip)
     assert who_serves(lab, "client", ip) == old

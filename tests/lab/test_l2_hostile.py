@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from lab import Lab
-from lab.agents import Agents, l2_advertisement, nodes, pool, service
+from lab.agents import Agents
 from lab.arpping import claim_from, hold
-from lab.probe import arping_macs, ndisc_mac, neigh_mac, wait_for
+from lab.manifests import l2_advertisement, lab_service, nodes, pool
+from lab.probe import arping_macs, ndisc_mac, neigh_mac
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -52,7 +54,7 @@ def test_a_host_claiming_an_announced_address_is_defended_once_reported_and_clea
     ip = "fd77::e7" if v6 else "10.77.0.231"
     agents = Agents(lab)
     agents.write(
-        pool(), l2_advertisement(), *nodes(lab), service("web", ip, families=["IPv6" if v6 else "IPv4"])
+        pool(), l2_advertisement(), *nodes(lab), lab_service("web", ip, families=["IPv6" if v6 else "IPv4"])
     )
     agents.start_all()
     owner = agents.wait_owner(ip)

@@ -7,8 +7,10 @@ import sys
 import pytest
 
 from lab import Lab
-from lab.agents import Agents, l2_advertisement, nodes, pool, service
-from lab.probe import arping_macs, ndisc_mac, wait_for
+from lab.agents import Agents
+from lab.manifests import l2_advertisement, lab_service, nodes, pool
+from lab.probe import arping_macs, ndisc_mac
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -19,8 +21,8 @@ def test_100k_malformed_frames_leave_the_agent_alive_and_answering(lab: Lab) -> 
         pool(),
         l2_advertisement(),
         *nodes(lab),
-        service("web", "10.77.0.200"),
-        service("web6", "fd77::c8", families=["IPv6"]),
+        lab_service("web", "10.77.0.200"),
+        lab_service("web6", "fd77::c8", families=["IPv6"]),
     )
     agents.start_all()
     owner4, owner6 = agents.wait_owner("10.77.0.200"), agents.wait_owner("fd77::c8")
@@ -43,5 +45,5 @@ def test_100k_malformed_frames_leave_the_agent_alive_and_answering(lab: Lab) -> 
             for n in lab.nodes
         )
 
-    count = wait_for("malformed frames to be counted", malformed, lambda n: n > 0, timeout=5)
-    assert count > 0, "the flood reached the agents and was counted as malformed"
+    # the flood reached the agents and was counted as malformed
+    wait_for("malformed frames to be counted", malformed, lambda n: n > 0, timeout=5)

@@ -8,19 +8,18 @@ prints on exit (what the flood cost: refused before the HMAC, bad tags).  The sa
 against the rendered install, watching who owns each address, is in
 ``tests/lab/test_cluster_hostile_lan.py``.
 
-Written against today's lab (``lab.Lab``); to port to the cluster-mode lab, replace
-:class:`Members`' ``spawn`` with the cluster's pod runner and keep the assertions.
+The processes and their readers are :class:`lab.membership.Members` (shared with
+bench/membership.py).  Written against today's lab (``lab.Lab``); to port to the cluster-mode
+lab, replace its ``spawn`` with the cluster's pod runner and keep the assertions.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +27,8 @@ from ironlb.agent.membership.settings import MembershipSettings
 from ironlb.agent.membership.wire import key_id
 from lab import Lab
 from lab.flood import flood_result, start_membership_flood, udp_drops
+from lab.membership import Members
+from lab.waiting import holds
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -37,82 +38,23 @@ KEY = "lab-membership-key-0123456789abcdef0123456789"
 NEXT_KEY = "lab-membership-next-key-0123456789abcdef012345"
 ROOT = str(Path(__file__).resolve().parents[2])
 EVERYONE = {"node1", "node2", "node3"}
+#: One detection window: a member that would drop a peer does so within it.
+WINDOW = S.dead_after * S.interval
+#: How long a member cut off from every peer must keep its set: its peers dropped it within one
+#: window, it would have dropped them in the same one; ten windows is ample.
+CUT_OFF_HOLD = 10 * WINDOW
+#: How long nothing may change once a spoofer or a flood has exited: the datagrams still queued
+#: are read within milliseconds, and a suspicion they caused would show within one window.
+AFTER_TRAFFIC = 3 * WINDOW
 
 
-class Members:
-    """One membership process per lab node, and readers for what each one printed."""
-
-    def __init__(self, lab: Lab, family: int = 4, keys: tuple[str, ...] = ("key",)) -> None:
-        self.lab = lab
-        self.files = {name: lab.workdir / f"membership-{name}" for name in ("key", "next")}
-        self.files["key"].write_text(KEY + "\n")
-        self.files["next"].write_text(NEXT_KEY + "\n")
-        self.peers = [f"--peer={n}={lab.addr(n, family)}" for n in lab.nodes]
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.keys = dict.fromkeys(lab.nodes, keys)
-        for node in lab.nodes:
-            self.start(node)
-        for node in lab.nodes:
-            self.wait_live(node, set(lab.nodes), since=0.0, timeout=10)
-
-    def start(self, node: str, keys: tuple[str, ...] | None = None) -> None:
-        """Start ``node`` signing with the first of ``keys`` ("key"/"next") and accepting both."""
-        self.keys[node] = keys or self.keys[node]
-        files = [str(self.files[k]) for k in self.keys[node]]
-        argv = [
-            sys.executable,
-            "-m",
-            "ironlb.agent.membership",
-            "--node",
-            node,
-            "--key-file",
-            files[0],
-            *self.peers,
-        ]
-        if len(files) > 1:
-            argv += ["--next-key-file", files[1]]
-        self.procs[node] = self.lab.spawn(node, argv, name=f"member-{node}")
-
-    def lines(self, node: str) -> list[dict[str, Any]]:
-        out = []
-        for line in self.lab.log(f"member-{node}").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:  # a line still being written
-                    pass
-        return out
-
-    def reports(self, node: str, since: float) -> list[set[str]]:
-        return [set(x["live"]) for x in self.lines(node) if "live" in x and x["t"] >= since]
-
-    def wait_live(self, node: str, expected: set[str], since: float, timeout: float = 5.0) -> float:
-        """CLOCK_MONOTONIC time at which ``node`` first reported ``expected`` after ``since``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines(node):
-                if "live" in line and line["t"] >= since and set(line["live"]) == expected:
-                    return float(line["t"])
-            time.sleep(0.01)
-        seen = [(round(x["t"] - since, 3), x["live"]) for x in self.lines(node) if "live" in x]
-        raise AssertionError(f"{node} never reported {sorted(expected)} within {timeout} s; it said {seen}")
-
-    def stop(self, node: str, sig: int) -> float:
-        t = time.monotonic()
-        self.lab.stop(self.procs[node], sig)
-        return t
-
-    def status(self, node: str) -> dict[str, Any]:
-        """Stop ``node`` gracefully and return the status it printed on exit."""
-        self.lab.stop(self.procs[node], signal.SIGTERM)
-        final = [x["status"] for x in self.lines(node) if "status" in x]
-        assert final, self.lab.log(f"member-{node}")
-        return dict(final[-1])
+def start_members(lab: Lab, family: int = 4, keys: tuple[str, ...] = ("key",)) -> Members:
+    return Members(lab, key=KEY, next_key=NEXT_KEY, family=family, keys=keys)
 
 
 @pytest.mark.parametrize("family", [4, 6], ids=["IPv4", "IPv6"])
 def test_a_killed_member_is_seen_dead_by_both_survivors_within_the_bound(lab: Lab, family: int) -> None:
-    members = Members(lab, family)
+    members = start_members(lab, family)
     killed = members.stop("node3", signal.SIGKILL)
     for survivor in ("node1", "node2"):
         noticed = members.wait_live(survivor, {"node1", "node2"}, since=killed)
@@ -120,7 +62,7 @@ def test_a_killed_member_is_seen_dead_by_both_survivors_within_the_bound(lab: La
 
 
 def test_a_gracefully_stopped_member_is_seen_gone_at_once_and_can_rejoin(lab: Lab) -> None:
-    members = Members(lab)
+    members = start_members(lab)
     stopped = members.stop("node3", signal.SIGTERM)
     for survivor in ("node1", "node2"):
         noticed = members.wait_live(survivor, {"node1", "node2"}, since=stopped)
@@ -133,13 +75,17 @@ def test_a_gracefully_stopped_member_is_seen_gone_at_once_and_can_rejoin(lab: La
 
 
 def test_a_node_cut_off_keeps_its_set_while_the_others_drop_it_and_healing_converges(lab: Lab) -> None:
-    members = Members(lab)
+    members = start_members(lab)
     cut = time.monotonic()
     lab.run("node3", "ip", "link", "set", "eth0", "down")
     members.wait_live("node1", {"node1", "node2"}, since=cut)
     members.wait_live("node2", {"node1", "node2"}, since=cut)
-    time.sleep(1.0)
-    assert members.reports("node3", cut) == [], "node3 lost every peer at once: it must not go it alone"
+    holds(
+        "node3 lost every peer at once: it must not go it alone (its reports)",
+        lambda: members.reports("node3", cut),
+        lambda reports: reports == [],
+        seconds=CUT_OFF_HOLD,
+    )
     healed = time.monotonic()
     lab.run("node3", "ip", "link", "set", "eth0", "up")
     for node in ("node1", "node2"):
@@ -164,11 +110,16 @@ for seq in range(1, 201):
 
 
 def test_heartbeats_from_a_host_that_is_no_node_are_dropped_unread(lab: Lab) -> None:
-    members = Members(lab)
+    members = start_members(lab)
     killed = members.stop("node3", signal.SIGKILL)
     members.wait_live("node1", {"node1", "node2"}, since=killed)
     lab.run("client", sys.executable, "-c", SPOOF, ROOT, lab.addr("node1"), lab.addr("node2"), timeout=20)
-    time.sleep(0.3)
+    holds(
+        "node3 never seen alive again (node1's and node2's reports)",
+        lambda: [members.reports(n, killed + 0.5) for n in ("node1", "node2")],
+        lambda reports: all("node3" not in live for lives in reports for live in lives),
+        seconds=AFTER_TRAFFIC,
+    )
     for node in ("node1", "node2"):
         assert all("node3" not in live for live in members.reports(node, killed + 0.5))
         counters = members.status(node)["counters"]
@@ -181,12 +132,17 @@ def _flood(lab: Lab, target: str, seconds: float) -> subprocess.Popen[bytes]:
 
 
 def test_a_50k_pps_flood_makes_no_member_suspect_anyone(lab: Lab) -> None:
-    members = Members(lab)
+    members = start_members(lab)
     start, drops = time.monotonic(), udp_drops(lab, "node1")
     flood = _flood(lab, "node1", seconds=10)
     assert flood.wait(timeout=30) == 0, lab.log("flood")
     result = flood_result(lab)
-    time.sleep(0.2)
+    holds(
+        "no member changed its live set under the flood (their reports)",
+        lambda: [members.reports(node, start) for node in lab.nodes],
+        lambda reports: not any(reports),
+        seconds=AFTER_TRAFFIC,
+    )
     assert result["pps"] >= 45_000, result
     for node in lab.nodes:
         assert members.reports(node, start) == [], f"{node} changed its live set under the flood"
@@ -199,7 +155,7 @@ def test_a_50k_pps_flood_makes_no_member_suspect_anyone(lab: Lab) -> None:
 
 
 def test_a_key_rotation_by_rolling_restarts_never_splits_the_cluster(lab: Lab) -> None:
-    members = Members(lab, keys=("key",))
+    members = start_members(lab, keys=("key",))
     begin = time.monotonic()
     windows: list[tuple[str, float, float]] = []  # (node, stopped, everyone sees it again)
     steps = [("key", "next"), ("next", "key"), ("next",)]  # accept next; sign with next; drop the old
