@@ -56,7 +56,9 @@ def generated_stack() -> dict[str, Any]:
             }
         )
     for s in range(POOLS - len(pools)):
-        pools.append({"name": f"shared-{s}", "addresses": [f"10.200.{s}.0/24"], "autoAssign": s < 5})
+        # the platform's shared pools serve the namespace no tenant lists ("default"): decision 0004
+        shared = {"name": f"shared-{s}", "addresses": [f"10.200.{s}.0/24"], "autoAssign": s < 5}
+        pools.append({**shared, "allowUntenanted": True})
     services = []
     for i in range(SERVICES):
         t = i % (TENANTS + 1)

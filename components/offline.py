@@ -123,6 +123,18 @@ def load_stack(
     return LoadedStack(stack, values, frozenset(secrets), spec, config, {reference: {"tenantGrants": grants}})
 
 
+def stack_documents(path: Path) -> list[dict[str, Any]]:
+    """The documents a stack file declares, secrets redacted (``ironlb validate`` on a stack file);
+    a tenant stack's pools are those its platform stack, beside it, grants (raises ConfigError /
+    FileNotFoundError)."""
+    values, _secrets = read_stack_file(path)
+    spec = spec_from_values(values)
+    if spec.platform is None:
+        return documents(spec)
+    platform = load_stack(spec.platform.stack.rsplit("/", 1)[-1], path.parent)
+    return tenant_documents(tenant_grants(platform.config), spec.platform.tenant, spec)
+
+
 _request = threading.local()
 
 

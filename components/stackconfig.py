@@ -130,7 +130,18 @@ def read_stack_file(
 ) -> tuple[dict[str, Any], set[str]]:
     """(values by key without the ``ironlb:`` prefix, keys holding secrets). Secrets are redacted,
     unless ``reveal(ciphertext, key)`` is given: then they hold its plaintext (still reported secret)."""
-    raw = load_yaml(path.read_text()) or {}
+    return stack_values(load_yaml(path.read_text()) or {}, reveal)
+
+
+def is_stack_file(doc: Any) -> bool:
+    """Whether a YAML document is a Pulumi stack file (a ``config:`` mapping, no ``kind``)."""
+    return isinstance(doc, Mapping) and "kind" not in doc and isinstance(doc.get("config"), Mapping)
+
+
+def stack_values(
+    raw: Mapping[str, Any], reveal: Callable[[str, str], str] | None = None
+) -> tuple[dict[str, Any], set[str]]:
+    """:func:`read_stack_file` for a stack file already loaded."""
     config = raw.get("config") or {}
     values: dict[str, Any] = {}
     secrets: set[str] = set()

@@ -1,11 +1,11 @@
 """``ironlb validate FILE...`` and ``ironlb crds``: check configuration, print the CRDs.
 
 ``validate`` reads every file (multi-document YAML; IronLB objects, Namespaces and
-Services in any mix), parses them together as one configuration with
-``ironlb.config.parse``, and prints either a one-line summary plus warnings (exit 0) or
-every error (exit 1).  YAML syntax errors are reported as ``file:line:column``; no input
-ever produces a traceback.  Each document is tagged with its file so errors can say
-where an object came from.
+Services in any mix, or Pulumi stack files ``stacks/Pulumi.<stack>.yaml``), parses them
+together as one configuration with ``ironlb.config.parse``, and prints either a one-line
+summary plus warnings (exit 0) or every error (exit 1).  YAML syntax errors are reported as
+``file:line:column``; no input ever produces a traceback.  Each document is tagged with its
+file so errors can say where an object came from.
 
 ``crds`` prints the CustomResourceDefinitions generated from the schema as YAML,
 ready for ``kubectl apply -f -``.
@@ -46,11 +46,17 @@ def register(subparsers: Any) -> None:
 
 
 def load_documents(
-    paths: Sequence[str], stdin: TextIO | None = None, origins: dict[tuple[str, str], str] | None = None
+    paths: Sequence[str],
+    stdin: TextIO | None = None,
+    origins: dict[tuple[str, str], str] | None = None,
+    stacks: bool = False,
 ) -> tuple[list[Any], list[str]]:
     """All YAML documents of ``paths`` in order, and the problems (file:line: message) reading them.
 
     ``origins``, when given, is filled with (kind, name) -> file for every object read.
+    With ``stacks``, a Pulumi stack file stands for the objects it declares (read as
+    ``pulumi up`` and ``ironlb plan`` read it), and a document that is neither a Kubernetes
+    object nor a stack file is a problem, not silently nothing.
     """
     docs: list[Any] = []
     problems: list[str] = []
@@ -69,11 +75,49 @@ def load_documents(
             context = getattr(exc, "context", None)
             problems.append(f"{where}: YAML syntax error: {what}" + (f" ({context})" if context else ""))
             continue
+        if stacks:
+            found = _objects(path, found, problems)
         docs.extend(found)
         if origins is not None:
             for doc in found:
                 origins.setdefault(_identity(doc), path)
     return docs, problems
+
+
+def _objects(path: str, found: list[Any], problems: list[str]) -> list[Any]:
+    """``found`` with each stack file replaced by its objects; other non-objects reported."""
+    out: list[Any] = []
+    for number, doc in enumerate(found, 1):
+        if not isinstance(doc, dict) or "kind" in doc or "apiVersion" in doc:
+            out.append(doc)  # an object, or what parse reports better (not a mapping, no kind)
+        elif path != "-" and _is_stack_file(doc):
+            out.extend(_stack_objects(Path(path), problems))
+        else:
+            problems.append(
+                f"{path}: document {number}: not a Kubernetes object (no kind) nor a Pulumi stack file "
+                "(a top-level config: mapping); give IronLB objects, Namespaces and Services, or "
+                "stacks/Pulumi.<stack>.yaml"
+            )
+    return out
+
+
+def _is_stack_file(doc: Any) -> bool:
+    from ironlb.components.stackconfig import is_stack_file
+
+    return is_stack_file(doc)
+
+
+def _stack_objects(path: Path, problems: list[str]) -> list[Any]:
+    """The objects of a stack file (secrets redacted); its stack-level problems go to ``problems``."""
+    from ironlb.components.offline import stack_documents  # Pulumi's SDK: only for stack files
+
+    try:
+        return stack_documents(path)
+    except ConfigError as exc:
+        problems.extend(f"{path}: {issue}" for issue in exc.issues)
+    except FileNotFoundError as exc:  # a tenant stack whose platform stack file is not beside it
+        problems.append(f"{path}: {exc}")
+    return []
 
 
 def _expand(paths: Sequence[str]) -> list[str]:
@@ -129,7 +173,7 @@ def check_files(
     so one run lists every problem.
     """
     origins: dict[tuple[str, str], str] = {}
-    docs, problems = load_documents(paths, stdin, origins)
+    docs, problems = load_documents(paths, stdin, origins, stacks=True)
     many = len(set(origins.values())) > 1
 
     def show(issues: list[Issue]) -> list[str]:

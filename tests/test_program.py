@@ -113,7 +113,7 @@ def test_tenant_stack_creates_only_its_services_from_granted_pools():
     ev = evaluate_stack(load_stack("team-a", STACKS))
     assert {m["kind"] for m in manifests(ev)} == {"Service"}
     assert ev.outputs["services"] == {
-        "team-a-prod/shop": "10.100.0.0",
+        "team-a-prod/shop": "10.100.0.1",
         "team-a-staging/shop-admin": "10.100.0.20",
     }
 

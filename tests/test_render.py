@@ -211,7 +211,7 @@ def test_plan_shows_every_tenant_pool_peer_and_service(capsys):
     config = load_stack("prod", STACKS).config
     for name in [*config.tenants, *config.pools, *config.peers, *(s.key for s in config.services)]:
         assert name in out
-    assert "10.100.1.10" in out and "1/31" in out  # a pinned address; team-c's /27 less .0 (avoidBuggyIPs)
+    assert "10.100.1.10" in out and "1/30" in out  # a pinned address; team-c: .0-.30 less .0 (avoidBuggyIPs)
 
 
 def test_plan_json_gives_addresses_and_reasons(tmp_path, capsys):

@@ -16,7 +16,7 @@ import pytest
 
 from ironlb.crds import crd_manifests
 from ironlb_cli.main import main
-from ironlb_cli.validate import load_documents
+from ironlb_cli.validate import load_documents, summary
 
 DATA = Path(__file__).parent / "data"
 INVALID = sorted((DATA / "invalid").glob("*.yaml"))
@@ -124,3 +124,46 @@ def test_the_console_command_exits_1_on_the_invalid_corpus() -> None:
     )
     assert proc.returncode == 1
     assert expected(INVALID[0]) in proc.stderr
+
+
+# --- stack files and what is neither an object nor a stack ----------------------------------
+
+STACKS = Path(__file__).parent.parent / "stacks"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "platform", "team-a"])
+def test_a_stack_file_is_checked_as_the_program_reads_it(
+    stack: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ironlb.components.offline import load_stack
+
+    config = load_stack(stack, STACKS).config
+    assert main(["validate", str(STACKS / f"Pulumi.{stack}.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == summary(config)
+    assert "warning" not in captured.err  # the shipped stacks are clean examples
+    assert len(config.pools) > 0
+
+
+def test_a_stack_files_own_errors_name_the_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "Pulumi.broken.yaml"
+    path.write_text(
+        "config:\n  ironlb:pools:\n    - name: p\n      addresses: [10.0.0.1-10.0.0.9]\n  ironlb:poolz: []\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "poolz" in err and "unknown key" in err
+    assert "Traceback" not in err
+
+
+def test_a_document_that_is_no_object_nor_stack_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text("replicas: 3\n")
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: document 1: not a Kubernetes object" in err
+    assert "Traceback" not in err

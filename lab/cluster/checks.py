@@ -243,6 +243,18 @@ class Observed:
     writes: dict[str, bool]  # path -> could the container create a file there
 
 
+def last_write(cluster: Cluster) -> float:
+    """When a pod last wrote to the API, Leases aside (unix seconds; 0 if never)."""
+    report = cluster.admin.report(since=0)
+    times = [
+        float(t)
+        for req in report.get("requests") or []
+        if req.get("write") and req.get("resource") != "leases" and str(req.get("user")) != ADMIN
+        for t in req.get("times") or []
+    ]
+    return max(times, default=0.0)
+
+
 def _caps(hexmask: str) -> set[str]:
     out = subprocess.run(["capsh", f"--decode={hexmask}"], capture_output=True, text=True, check=True).stdout
     names = out.strip().partition("=")[2]

@@ -104,7 +104,25 @@ def pod_problems(cluster: Cluster) -> str:
     return "pods not ready:\n  " + "\n  ".join(lines) if lines else ""
 
 
+#: Convergence is judged from outside (addresses, routes, TCP), and the speakers' last reports
+#: (a BGP or BFD session coming up at the second router, then the controller's peer status) can
+#: still be in flight when it is reached (seen: NodeState patches 0.4 s before convergence was
+#: judged, none in the 600 s after).  The idle window starts once no pod has written for this
+#: long: 3 ticks of the speakers' 1 s status tick, well past the NodeState writer's 0.2 s
+#: debounce, so a report still due has been made.
+QUIET_S = 3.0
+
+
 def soak(cluster: Cluster, seconds: float) -> checks.Figures:
+    """Wait until the pods have stopped writing (:data:`QUIET_S`), then idle ``seconds`` and
+    return the figures of that window: at rest, nothing but Leases may be written."""
+    wait_for(
+        f"no API write (Leases aside) for {QUIET_S:.0f} s after convergence",
+        lambda: time.time() - checks.last_write(cluster),
+        lambda idle: idle >= QUIET_S,
+        timeout=60,
+        interval=0.5,
+    )
     since = time.time()
     time.sleep(seconds)
     return checks.figures(cluster, since)
@@ -130,14 +148,20 @@ class Failover:
     seconds: float  # kill -> a new Service has an address
 
 
-def kill_leader(cluster: Cluster, before: Mapping[str, list[str]], timeout: float = 60) -> Failover:
+def kill_leader(
+    cluster: Cluster, before: Mapping[str, list[str]], timeout: float = 60, down_for: float | None = None
+) -> Failover:
     """SIGKILL the Lease holder; a new Service (in a rendered Service's namespace and pool) must
-    get a fresh address, and no address may move."""
+    get a fresh address, and no address may move.
+
+    The kubelet restarts the killed container in place at once, and it may take its own Lease
+    back before it expires; with ``down_for`` it stays down that long, so the standby replica
+    must take over (a node lost with its pod)."""
     namespace, pool = _namespace_and_pool(cluster, before)
     old = wait_for(
         "a controller to hold the Lease", lambda: checks.leader(cluster), timeout=30, interval=POLL
     )
-    cluster.kill_pod(old)
+    cluster.kill_pod(old, down_for=down_for)
     killed = time.monotonic()
     cluster.admin.create(service("after-failover", namespace, annotations={ANN_POOL: pool}))
     try:
