@@ -12,6 +12,12 @@ Path remapping, explicit and logged by the kubelet: the image installs IronLB in
 virtualenv (``sys.prefix``), in ``PATH`` and in ``command``/``args``.  Nothing else is
 remapped.  The base image's own environment is taken as Debian's python image sets it
 (:data:`BASE_ENV`).
+
+An image's files stay visible whatever a pod mounts (only a mount over the image's own
+path could hide them).  The directories that stand for them here -- the checkout and its
+virtualenv (:func:`image_files`) -- may lie under a path a pod mounts a volume on (a clone
+in ``/tmp``, and the speaker's ``emptyDir`` at ``/tmp``), so the container's setup binds
+them back over such a volume, and logs it.
 """
 
 from __future__ import annotations
@@ -123,6 +129,13 @@ def parse_dockerfile(text: str, image: str, venv: str = sys.prefix) -> ImageConf
         tuple(config.remap(a) for a in cmd),
         config.remaps,
     )
+
+
+def image_files(venv: str = sys.prefix) -> list[str]:
+    """The host directories that stand for the image's files: the checkout (the virtualenv's
+    editable install imports from it) and the virtualenv, when it lies outside the checkout."""
+    roots = [str(REPO), str(Path(venv).resolve())]
+    return [r for r in roots if r == roots[0] or not r.startswith(roots[0] + "/")]
 
 
 def image_config(image: str, venv: str = sys.prefix) -> ImageConfig:

@@ -47,7 +47,7 @@ from subprocess import Popen
 from typing import Any
 
 from lab.cluster.api import Api, ApiError
-from lab.cluster.image import image_config
+from lab.cluster.image import image_config, image_files
 from lab.cluster.podspec import Container, PodContext, PodPlan, PodSpecError, plan_pod
 from lab.cluster.probes import ProbeState, attempt
 from lab.cluster.resolve import Volume
@@ -247,6 +247,7 @@ class PodWorker(threading.Thread):
                 for m in spec.mounts
             ],
             "log": [f"image path remapped: {r}" for r in spec.remaps],
+            "image_files": image_files(),
         }  # fmt: skip
         path = cdir / "spec.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

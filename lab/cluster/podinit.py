@@ -13,9 +13,12 @@ everything vanishes with the process.  Then, in order:
    makes it so.  A mountPath whose parent directories do not exist on the host gets them
    inside an overlay of its deepest existing ancestor (upper layer in scratch), so the
    host's ``/etc`` or ``/run`` is never written to;
-3. with ``readOnlyRootFilesystem`` every other mount becomes read-only (``/proc`` and
+3. the directories standing for the image's files (``image_files``: the checkout and its
+   virtualenv) are bound back, read-only, where a volume mounted on a parent hid them
+   (:mod:`lab.cluster.image`);
+4. with ``readOnlyRootFilesystem`` every other mount becomes read-only (``/proc`` and
    ``/dev`` stay writable, as in a container): the process cannot write to "its root";
-4. ``setpriv`` drops to the container's uid/gid/groups, sets the capability bounding set to
+5. ``setpriv`` drops to the container's uid/gid/groups, sets the capability bounding set to
    exactly the container's capabilities (no inheritable, no ambient: a non-root process keeps
    none effective, as in Kubernetes), sets no_new_privs when privilege escalation is off,
    and execs the container's argv with exactly its env (``PATH`` lookup with the
@@ -44,7 +47,9 @@ _FDS: list[int] = []
 def _handle(path: Path) -> Path:
     """A path to ``path`` that stays valid when a later mount hides it (an O_PATH descriptor,
     passed to every ``mount``): the pod's scratch and emptyDirs live under the lab work dir,
-    which is under /tmp, which the pod may mount over."""
+    which is under /tmp, which the pod may mount over.  ``mount`` canonicalizes a source it
+    can resolve, so where the hidden path's name exists again (:func:`_bind_back`) the bind
+    must say ``--no-canonicalize``."""
     fd = os.open(path, os.O_PATH)
     _FDS.append(fd)
     return Path(f"/proc/self/fd/{fd}")
@@ -103,6 +108,24 @@ def _ensure(target: str, is_dir: bool, scratch: Path, overlays: list[str]) -> No
         Path(target).touch()
 
 
+def hidden_by(path: str, targets: list[str]) -> str | None:
+    """The mountPath of a volume that hides ``path`` (mounted on one of its parents), if any."""
+    return next((t for t in targets if path != t.rstrip("/") and _under(path, t)), None)
+
+
+def _bind_back(path: str, handle: Path, targets: list[str]) -> None:
+    """Bind the image's files at ``path`` again when a volume mounted on one of its parents
+    hid them (read-only, as image files are under a read-only root)."""
+    volume = hidden_by(path, targets)
+    if volume is None:
+        return
+    os.makedirs(path, exist_ok=True)  # inside that volume, as runc creates a mountPath
+    # not canonicalized: mount would resolve the handle to its path, which now names the new dir
+    _mount("--no-canonicalize", "--bind", str(handle), path)
+    _mount("-o", "remount,bind,ro", path)
+    print(f"podinit: {path} (the image's files) bound again over the volume at {volume}", flush=True)
+
+
 def _mountinfo() -> list[tuple[str, str, str]]:
     """(mount point, per-mount options, fs type) of every mount in this namespace."""
     out = []
@@ -140,6 +163,7 @@ def setup(spec: dict[str, Any]) -> None:
             if not source.exists():
                 source.mkdir(parents=True)  # Kubernetes creates a missing subPath as a directory
         sources[i] = _handle(source)
+    image = [(path, _handle(Path(path))) for path in spec.get("image_files", [])]
     overlays: list[str] = []
     writable: set[str] = set()
     ordered = sorted(enumerate(spec["mounts"]), key=lambda im: im[1]["target"].count("/"))
@@ -154,6 +178,8 @@ def setup(spec: dict[str, Any]) -> None:
             _mount("-o", "remount,bind,ro", target)
         else:
             writable.add(os.path.realpath(target))
+    for path, handle in image:
+        _bind_back(path, handle, [m["target"] for m in spec["mounts"]])
     if spec.get("hostname"):
         socket.sethostname(spec["hostname"])
     if spec["read_only_root"]:

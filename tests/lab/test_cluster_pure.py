@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from lab.cluster.image import ImageConfig, image_config, parse_dockerfile
-from lab.cluster.podinit import setpriv_argv
+from lab.cluster.image import REPO, ImageConfig, image_config, image_files, parse_dockerfile
+from lab.cluster.podinit import hidden_by, setpriv_argv
 from lab.cluster.podspec import SA_DIR, PodContext, PodSpecError, plan_pod
 from lab.cluster.resolve import expand
 from lab.cluster.topology import TopologyError, derive
@@ -262,7 +262,6 @@ def test_extra_hosts_get_free_lan_numbers_and_taken_names_are_refused(
 @pytest.fixture(scope="module")
 def prod_manifests() -> list[dict[str, Any]]:
     from ironlb.components.offline import evaluate_stack, load_stack, manifests
-    from lab.cluster.deploy import REPO
 
     return manifests(evaluate_stack(load_stack("prod", REPO / "stacks")))
 
@@ -280,3 +279,14 @@ def test_the_image_config_comes_from_the_dockerfile_with_the_venv_remapped() -> 
         ValueError, match='image "nginx": the lab runs only images built from this repository'
     ):
         image_config("nginx")
+
+
+def test_the_image_files_stay_visible_under_a_volume_on_a_parent() -> None:
+    # a clone in /tmp is the image's files; the speaker mounts an emptyDir at /tmp
+    assert hidden_by("/tmp/clone", ["/etc/ironlb/config", "/tmp"]) == "/tmp"
+    assert hidden_by("/tmp/clone/.venv", ["/tmp/"]) == "/tmp/"
+    assert hidden_by("/work/clone", ["/tmp", "/run/ironlb"]) is None
+    assert hidden_by("/tmp", ["/tmp"]) is None  # a volume on the path itself is the pod's choice
+    assert hidden_by("/tmpfoo/clone", ["/tmp"]) is None
+    assert image_files("/elsewhere/venv")[1:] == ["/elsewhere/venv"]
+    assert len(image_files(str(REPO / ".venv"))) == 1  # a venv inside the checkout comes with it
