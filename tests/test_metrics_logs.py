@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -147,6 +148,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         for path in sorted(cluster.the_lab.workdir.glob("ironlb-*.log")):
             result.logs[path.name] = path.read_text(errors="replace")
     yield result
+    shutil.rmtree(stacks, ignore_errors=True)  # a factory's directory: pytest's retention keeps it
 
 
 def _program_lines(text: str) -> list[str]:

@@ -176,8 +176,12 @@ def test_the_agent_side_imports_only_what_the_lock_installs() -> None:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("packaging")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The builds' directory (wheels and virtualenvs, ~150 MB), removed after the module:
+    pytest's retention keeps only failed tests' own tmp_path, not a factory's directories."""
+    path = tmp_path_factory.mktemp("packaging")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
