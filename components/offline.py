@@ -113,14 +113,8 @@ def load_stack(
         reveal = open_stack_file(path, stack, passphrase).decrypt
     values, secrets = read_stack_file(path, reveal)
     spec = spec_from_values(values)
-    if spec.platform is None:
-        return LoadedStack(stack, values, frozenset(secrets), spec, parse(documents(spec)))
-    platform_name = spec.platform.stack.rsplit("/", 1)[-1]
-    platform = load_stack(platform_name, stacks_dir)
-    grants = tenant_grants(platform.config)
-    config = parse(tenant_documents(grants, spec.platform.tenant, spec))
-    reference = spec.platform.qualified(ORGANIZATION)
-    return LoadedStack(stack, values, frozenset(secrets), spec, config, {reference: {"tenantGrants": grants}})
+    docs, references = _spec_documents(spec, stacks_dir)
+    return LoadedStack(stack, values, frozenset(secrets), spec, parse(docs), references)
 
 
 def stack_documents(path: Path) -> list[dict[str, Any]]:
@@ -128,11 +122,18 @@ def stack_documents(path: Path) -> list[dict[str, Any]]:
     a tenant stack's pools are those its platform stack, beside it, grants (raises ConfigError /
     FileNotFoundError)."""
     values, _secrets = read_stack_file(path)
-    spec = spec_from_values(values)
+    return _spec_documents(spec_from_values(values), path.parent)[0]
+
+
+def _spec_documents(spec: StackSpec, stacks_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The documents a stack stands for, and the StackReference outputs it reads: a tenant
+    stack's pools are those its platform stack (in ``stacks_dir``) grants."""
     if spec.platform is None:
-        return documents(spec)
-    platform = load_stack(spec.platform.stack.rsplit("/", 1)[-1], path.parent)
-    return tenant_documents(tenant_grants(platform.config), spec.platform.tenant, spec)
+        return documents(spec), {}
+    platform = load_stack(spec.platform.stack.rsplit("/", 1)[-1], stacks_dir)
+    grants = tenant_grants(platform.config)
+    reference = spec.platform.qualified(ORGANIZATION)
+    return tenant_documents(grants, spec.platform.tenant, spec), {reference: {"tenantGrants": grants}}
 
 
 _request = threading.local()

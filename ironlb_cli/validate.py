@@ -102,6 +102,7 @@ def _objects(path: str, found: list[Any], problems: list[str]) -> list[Any]:
 
 
 def _is_stack_file(doc: Any) -> bool:
+    # imported here: the components package imports Pulumi's SDK, needed only for stack files
     from ironlb.components.stackconfig import is_stack_file
 
     return is_stack_file(doc)
