@@ -148,10 +148,17 @@ def test_a_50k_pps_flood_makes_no_member_suspect_anyone(lab: Lab) -> None:
         assert members.reports(node, start) == [], f"{node} changed its live set under the flood"
     counters = members.status("node1")["counters"]
     refused = counters["bad_mac"] + counters["unknown_source"] + counters["malformed"]
-    print(f"flood {result}; node1 refused {refused}, kernel drops {udp_drops(lab, 'node1') - drops}")
+    dropped = udp_drops(lab, "node1") - drops
+    print(f"flood {result}; node1 refused {refused}, stalls {counters['stalls']}, kernel drops {dropped}")
     assert counters["bad_mac"] >= 0.4 * result["sent"], "forged heads from node addresses cost an HMAC each"
     assert counters["unknown_source"] >= 0.4 * result["sent"], "the rest never got past the source filter"
-    assert counters["isolations"] == counters["stalls"] == 0, counters
+    assert refused >= 0.99 * result["sent"], "the member kept up: it read and refused the flood"
+    assert counters["isolations"] == 0, counters
+    # A stall is this member finding its own loop 50 ms late; it then reads its backlog before
+    # judging anyone. On a 2-core host running the flood, three members and the kernel's
+    # softirq, the scheduler can deschedule it that long once; a flood that starved the loop
+    # would stall it every death window (10 s / 0.1 s = 100 times).
+    assert counters["stalls"] <= 2, counters
 
 
 def test_a_key_rotation_by_rolling_restarts_never_splits_the_cluster(lab: Lab) -> None:
