@@ -83,8 +83,10 @@ def lab_runs(runs: int) -> dict[str, float]:
             out[f"{mode}_p50_ms"] = round(statistics.median(values), 1)
             out[f"{mode}_p95_ms"] = round(pct(values, 95), 1)
             out[f"{mode}_max_ms"] = round(max(values), 1)
-            print(f"lab {mode:8s} detection over {len(values)} runs: p50 {out[f'{mode}_p50_ms']} ms, "
-                  f"p95 {out[f'{mode}_p95_ms']} ms, max {out[f'{mode}_max_ms']} ms")
+            print(
+                f"lab {mode:8s} detection over {len(values)} runs: p50 {out[f'{mode}_p50_ms']} ms, "
+                f"p95 {out[f'{mode}_p95_ms']} ms, max {out[f'{mode}_max_ms']} ms"
+            )
         return out
 
 
@@ -112,17 +114,22 @@ def lab_flood(pps: int, seconds: float) -> dict[str, float]:
             "flood_kernel_drops": float(drops),
             "flood_refused": float(counters["bad_mac"] + counters["unknown_source"] + counters["malformed"]),
         }
-        print(f"lab flood: {result['sent']} datagrams at {result['pps']}/s for {result['seconds']} s -> "
-              f"live-set changes {changes}, node1 CPU {cpu:.2f} s/s, kernel drops {drops}, "
-              f"refused {out['flood_refused']:.0f} (source filter {counters['unknown_source']}, "
-              f"bad MAC {counters['bad_mac']}, malformed {counters['malformed']})")
+        print(
+            f"lab flood: {result['sent']} datagrams at {result['pps']}/s for {result['seconds']} s -> "
+            f"live-set changes {changes}, node1 CPU {cpu:.2f} s/s, kernel drops {drops}, "
+            f"refused {out['flood_refused']:.0f} (source filter {counters['unknown_source']}, "
+            f"bad MAC {counters['bad_mac']}, malformed {counters['malformed']})"
+        )
         return out
 
 
 def udp_sent(pid: int) -> int:
     """UDP datagrams sent in the network namespace of process ``pid`` (no process spawned)."""
-    rows = [line.split() for line in Path(f"/proc/{pid}/net/snmp").read_text().splitlines()
-            if line.startswith("Udp:")]
+    rows = [
+        line.split()
+        for line in Path(f"/proc/{pid}/net/snmp").read_text().splitlines()
+        if line.startswith("Udp:")
+    ]
     return int(rows[1][rows[0].index("OutDatagrams")])
 
 
@@ -154,8 +161,11 @@ def pin_neighbours(lab: Any) -> None:
     namespaces, capped at net.ipv4.neigh.default.gc_thresh3 (1024) dynamic entries; 50 nodes
     need 2450, and the rest would fail with ENOBUFS.  Permanent entries are exempt."""
     for node in lab.nodes:
-        lines = [f"neigh replace {lab.addr(peer)} lladdr {lab.mac(peer)} dev eth0 nud permanent"
-                 for peer in lab.nodes if peer != node]
+        lines = [
+            f"neigh replace {lab.addr(peer)} lladdr {lab.mac(peer)} dev eth0 nud permanent"
+            for peer in lab.nodes
+            if peer != node
+        ]
         lab.run(node, "ip", "-batch", "-", input="\n".join(lines) + "\n", timeout=30)
 
 
@@ -220,11 +230,13 @@ def lab_scale(n: int, seconds: float, victims: int) -> dict[str, float]:
             f"lab_crash_detect_ms_{n}_p50": round(statistics.median(detections), 1),
             f"lab_crash_detect_ms_{n}_max": round(max(detections), 1),
         }
-        print(f"lab {n} members: sent per node {out[f'lab_pps_sent_per_node_{n}']} datagrams/s "
-              f"(max {max(rates):.1f}; budget {settings.max_packets_per_second}); a SIGKILLed member "
-              f"dropped by all {n - 1} survivors in {', '.join(f'{d:.0f}' for d in detections)} ms "
-              f"(fast window {settings.dead_after * settings.interval * 1000:.0f} ms, backstop "
-              f"{settings.dead_after * settings.slow_period(n) * 1000:.0f} ms)")
+        print(
+            f"lab {n} members: sent per node {out[f'lab_pps_sent_per_node_{n}']} datagrams/s "
+            f"(max {max(rates):.1f}; budget {settings.max_packets_per_second}); a SIGKILLed member "
+            f"dropped by all {n - 1} survivors in {', '.join(f'{d:.0f}' for d in detections)} ms "
+            f"(fast window {settings.dead_after * settings.interval * 1000:.0f} ms, backstop "
+            f"{settings.dead_after * settings.slow_period(n) * 1000:.0f} ms)"
+        )
         return out
 
 
@@ -300,19 +312,23 @@ async def traffic(n: int, seconds: float) -> dict[str, float]:
         f"slow_period_ms_{n}": round(float(status["slow_period_s"]) * 1000, 1),
         f"cpu_ms_per_node_per_s_{n}": round(cpu / elapsed / n * 1000, 2),
     }
-    print(f"in-process {n:3d} members: {fast} fast lanes at {settings.interval * 1000:.0f} ms, slow lanes at "
-          f"{out[f'slow_period_ms_{n}']} ms; per node sent {out[f'pps_sent_per_node_{n}']} pkt/s "
-          f"(max {max(sent):.1f}, budget {settings.max_packets_per_second}), received "
-          f"{out[f'pps_received_per_node_{n}']} pkt/s, full datagram {size} B -> "
-          f"{out[f'bytes_per_s_per_node_{n}']} B/s, CPU {out[f'cpu_ms_per_node_per_s_{n}']} ms/s per node, "
-          f"members not seeing all: {flaps}")
+    print(
+        f"in-process {n:3d} members: {fast} fast lanes at {settings.interval * 1000:.0f} ms, slow lanes at "
+        f"{out[f'slow_period_ms_{n}']} ms; per node sent {out[f'pps_sent_per_node_{n}']} pkt/s "
+        f"(max {max(sent):.1f}, budget {settings.max_packets_per_second}), received "
+        f"{out[f'pps_received_per_node_{n}']} pkt/s, full datagram {size} B -> "
+        f"{out[f'bytes_per_s_per_node_{n}']} B/s, CPU {out[f'cpu_ms_per_node_per_s_{n}']} ms/s per node, "
+        f"members not seeing all: {flaps}"
+    )
     if crash:
         out[f"crash_detect_ms_{n}_inproc_max"] = round(max(crash), 1)
         out[f"crash_detect_ms_{n}_inproc_p50"] = round(statistics.median(crash), 1)
-        print(f"in-process {n:3d} members: a stopped member dropped by all survivors in "
-              f"{', '.join(f'{c:.0f}' for c in crash)} ms (fast window "
-              f"{settings.dead_after * settings.interval * 1000:.0f} ms; backstop "
-              f"{settings.dead_after * settings.slow_period(n) * 1000:.0f} ms)")
+        print(
+            f"in-process {n:3d} members: a stopped member dropped by all survivors in "
+            f"{', '.join(f'{c:.0f}' for c in crash)} ms (fast window "
+            f"{settings.dead_after * settings.interval * 1000:.0f} ms; backstop "
+            f"{settings.dead_after * settings.slow_period(n) * 1000:.0f} ms)"
+        )
     return out
 
 
@@ -322,8 +338,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="traffic measurement window per size")
     p.add_argument("--flood-pps", type=int, default=50_000)
     p.add_argument("--flood-seconds", type=float, default=10.0)
-    p.add_argument("--scale", type=int, nargs="*", default=[12, 25, 50],
-                   help="lab scale runs: members per run (none: skip)")
+    p.add_argument(
+        "--scale",
+        type=int,
+        nargs="*",
+        default=[12, 25, 50],
+        help="lab scale runs: members per run (none: skip)",
+    )
     p.add_argument("--victims", type=int, default=5, help="members SIGKILLed one by one in the scale run")
     args = p.parse_args()
     figures: dict[str, float] = {}

@@ -202,6 +202,27 @@ def udp_main(argv: list[str]) -> None:
     print(json.dumps({"sent": sent, "seconds": round(seconds, 3), "pps": rate, "errors": errors}))
 
 
+def udp_flood_argv(target: str, *, port: int, rate: int, seconds: float, key_id: int) -> list[str]:
+    """The command line of a ``udp`` flood at ``target``'s membership ``port``, forging heads
+    signed as key ``key_id`` (add ``--bind``/``--spoof`` and the raw-socket options after it)."""
+    return [
+        sys.executable,
+        "-m",
+        "lab.flood",
+        "udp",
+        "--target",
+        target,
+        "--port",
+        str(port),
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--key-id",
+        f"{key_id:08x}",
+    ]
+
+
 def start_membership_flood(
     lab: Lab,
     target: str,
@@ -215,28 +236,8 @@ def start_membership_flood(
 ) -> subprocess.Popen[bytes]:
     """From LAN host ``source``: flood ``target``'s membership port (random bytes from the
     source's own address, badly signed heads with ``key_id`` forged from every other node)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "lab.flood",
-        "udp",
-        "--target",
-        lab.addr(target),
-        "--rate",
-        str(rate),
-        "--seconds",
-        str(seconds),
-        "--dev",
-        "eth0",
-        "--dst-mac",
-        lab.mac(target),
-        "--port",
-        str(port),
-        "--src",
-        lab.addr(source),
-        "--key-id",
-        f"{key_id:08x}",
-    ]
+    argv = udp_flood_argv(lab.addr(target), port=port, rate=rate, seconds=seconds, key_id=key_id)
+    argv += ["--dev", "eth0", "--dst-mac", lab.mac(target), "--src", lab.addr(source)]
     argv += [a for n in lab.nodes if n != target for a in ("--spoof", lab.addr(n))]
     return lab.spawn(source, argv, name=name)
 

@@ -130,4 +130,3 @@ def who_serves(lab: Lab, host: str, ip: str, port: int = VIP_PORT, timeout: floa
         return None
     name = proc.stdout.strip()
     return name or None
-

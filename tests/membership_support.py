@@ -22,8 +22,9 @@ S = MembershipSettings()
 class Sim:
     """Tables for ``names`` on a fake clock, with cut (directed) links and crashed nodes."""
 
-    def __init__(self, names: Iterable[str], settings: MembershipSettings = S,
-                 keys: dict[str, Keyring] | None = None) -> None:
+    def __init__(
+        self, names: Iterable[str], settings: MembershipSettings = S, keys: dict[str, Keyring] | None = None
+    ) -> None:
         self.names = list(names)
         self.settings = settings
         self.now = 100.0
@@ -87,13 +88,19 @@ class Sim:
         while self.now < end - 1e-9:
             due = min(
                 min(t.next_send(), t.next_deadline(self.now))
-                for n, t in self.tables.items() if n not in self.crashed
+                for n, t in self.tables.items()
+                if n not in self.crashed
             )
             self.now = min(end, max(due, self.now + min_step), self.now + max_step)
             self.step()
 
-    def until(self, predicate: Callable[[], bool], limit: float = 10.0, max_step: float = 0.005,
-              min_step: float = 0.0005) -> float:
+    def until(
+        self,
+        predicate: Callable[[], bool],
+        limit: float = 10.0,
+        max_step: float = 0.005,
+        min_step: float = 0.0005,
+    ) -> float:
         """Run until ``predicate()`` holds; return the simulated seconds it took.  (The simulated
         clock's own wait: :mod:`lab.waiting` waits on the wall clock.)  A failure shows every
         table's live set, the last state the predicate saw."""

@@ -474,18 +474,14 @@ def test_usage_and_tenant_usage_count_shared_addresses_once() -> None:
 def test_may_use_explains_refusals() -> None:
     alloc = ipam.Allocator(parse(TENANTS))
     assert alloc.may_use(req("red-a/s"), "red") is None
-    assert (
-        alloc.may_use(req("blue-a/s"), "red")
-        == 'pool "red" belongs to tenant "red", not to tenant "blue"'
-    )
+    assert alloc.may_use(req("blue-a/s"), "red") == 'pool "red" belongs to tenant "red", not to tenant "blue"'
     assert alloc.may_use(req("d/s"), "nope") == 'pool "nope" does not exist'
 
 
 def test_allocate_all_is_deterministic_and_order_independent() -> None:
     config = parse([pool("a", "10.0.0.0/28"), pool("b", "fd00::/124")])
     reqs = [
-        req(f"ns{i % 3}/s{i}", family_policy="PreferDualStack" if i % 2 else "SingleStack")
-        for i in range(12)
+        req(f"ns{i % 3}/s{i}", family_policy="PreferDualStack" if i % 2 else "SingleStack") for i in range(12)
     ]
     first, errors = ipam.allocate_all(config, reqs)
     second, _ = ipam.allocate_all(config, list(reversed(reqs)))

@@ -188,7 +188,5 @@ def test_metrics_report_huge_pools_as_floats() -> None:
     metrics = ControllerMetrics()
     metrics.observe_usage(alloc.usage())
     text = generate_latest(metrics.registry).decode()
-    assert (
-        f'ironlb_pool_addresses{{family="ipv6",pool="p"}} {float(2**64 - 1 + 2**80 - 2**16)!r}' in text
-    )
+    assert f'ironlb_pool_addresses{{family="ipv6",pool="p"}} {float(2**64 - 1 + 2**80 - 2**16)!r}' in text
     assert 'ironlb_pool_addresses_used{family="ipv6",pool="p"} 1.0' in text

@@ -21,18 +21,33 @@ DETECT = S.dead_after * S.interval  # 100 ms with the defaults
 
 def test_default_settings_are_pinned() -> None:
     assert MembershipSettings() == MembershipSettings(
-        interval=0.025, watchers=3, quorum=2, suspect_after=2, dead_after=4, port=7947,
-        max_packets_per_second=200, leave_repeats=3, join_timeout=0.5, max_entries=100,
-        isolation_min_peers=2, receive_buffer=4 << 20, max_loop_lag=2.0,
+        interval=0.025,
+        watchers=3,
+        quorum=2,
+        suspect_after=2,
+        dead_after=4,
+        port=7947,
+        max_packets_per_second=200,
+        leave_repeats=3,
+        join_timeout=0.5,
+        max_entries=100,
+        isolation_min_peers=2,
+        receive_buffer=4 << 20,
+        max_loop_lag=2.0,
     )
 
 
 @pytest.mark.parametrize(
     ("members", "lanes", "slow"),
     [(1, 0, 0.025), (3, 2, 0.025), (5, 3, 0.025), (6, 3, 2 / 60), (50, 3, 46 / 60), (101, 3, 97 / 60)],
-    ids=["a lone node has no lanes", "three nodes: every lane is fast", "five nodes: still every lane",
-         "six nodes: the slow lanes stretch", "50 nodes: 3 fast lanes, 46 slow ones at 767 ms",
-         "101 nodes: slow lanes at 1.6 s"],
+    ids=[
+        "a lone node has no lanes",
+        "three nodes: every lane is fast",
+        "five nodes: still every lane",
+        "six nodes: the slow lanes stretch",
+        "50 nodes: 3 fast lanes, 46 slow ones at 767 ms",
+        "101 nodes: slow lanes at 1.6 s",
+    ],
 )
 def test_lanes_stretch_so_a_node_never_plans_more_than_its_budget(
     members: int, lanes: int, slow: float
@@ -44,13 +59,24 @@ def test_lanes_stretch_so_a_node_never_plans_more_than_its_budget(
 
 @pytest.mark.parametrize(
     ("field", "value", "words"),
-    [("interval", 0.0, "between 0.005 and 60"), ("dead_after", 1, "between suspect_after"),
-     ("port", 70000, "1-65535"), ("max_entries", 500, "one datagram"),
-     ("watchers", 5, "watchers / interval < 180"), ("quorum", 9, "between 1 and watchers + 1"),
-     ("receive_buffer", 1024, "between 65536")],
-    ids=["a zero interval is refused", "dead before suspect is refused", "a port above 65535 is refused",
-         "too many entries per datagram are refused", "fast lanes beyond the packet budget are refused",
-         "a quorum no watcher set can reach is refused", "a tiny receive buffer is refused"],
+    [
+        ("interval", 0.0, "between 0.005 and 60"),
+        ("dead_after", 1, "between suspect_after"),
+        ("port", 70000, "1-65535"),
+        ("max_entries", 500, "one datagram"),
+        ("watchers", 5, "watchers / interval < 180"),
+        ("quorum", 9, "between 1 and watchers + 1"),
+        ("receive_buffer", 1024, "between 65536"),
+    ],
+    ids=[
+        "a zero interval is refused",
+        "dead before suspect is refused",
+        "a port above 65535 is refused",
+        "too many entries per datagram are refused",
+        "fast lanes beyond the packet budget are refused",
+        "a quorum no watcher set can reach is refused",
+        "a tiny receive buffer is refused",
+    ],
 )
 def test_bad_settings_name_the_field_value_and_what_is_allowed(field: str, value: object, words: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -149,8 +175,10 @@ def test_reports_carry_the_time_last_heard_so_a_crash_is_not_detected_later() ->
 
 @pytest.mark.parametrize(
     ("message", "counter"),
-    [(Message(HEARTBEAT, "mallory", 1, 1, 1000), "unknown_sender"),
-     (Message(HEARTBEAT, "b", 0, 1, 1000), "stale_incarnation")],
+    [
+        (Message(HEARTBEAT, "mallory", 1, 1, 1000), "unknown_sender"),
+        (Message(HEARTBEAT, "b", 0, 1, 1000), "stale_incarnation"),
+    ],
     ids=["a sender outside the peer list is ignored", "incarnation zero is never accepted"],
 )
 def test_messages_outside_the_rules_are_ignored_and_counted(message: Message, counter: str) -> None:

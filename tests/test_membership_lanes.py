@@ -66,8 +66,11 @@ def test_at_50_nodes_a_crash_is_known_everywhere_within_about_the_fast_window() 
     sim = big()
     sim.crashed.add("n21")
     crash = sim.now
-    took = sim.until(lambda: all("n21" not in sim.live(n) for n in NAMES_50 if n != "n21"),
-                     max_step=QUANTUM, min_step=QUANTUM)
+    took = sim.until(
+        lambda: all("n21" not in sim.live(n) for n in NAMES_50 if n != "n21"),
+        max_step=QUANTUM,
+        min_step=QUANTUM,
+    )
     assert took <= DETECT + FAST + 2 * QUANTUM, f"{took * 1000:.0f} ms"
     for n in NAMES_50:
         if n != "n21":
@@ -88,8 +91,11 @@ def test_at_50_nodes_one_bad_link_does_not_kill_a_node() -> None:
 def test_two_nodes_of_fifty_dying_together_are_both_found() -> None:
     sim = big()
     sim.crashed |= {"n10", "n11"}
-    took = sim.until(lambda: all(not {"n10", "n11"} & sim.live(n) for n in NAMES_50 if n not in sim.crashed),
-                     max_step=QUANTUM, min_step=QUANTUM)
+    took = sim.until(
+        lambda: all(not {"n10", "n11"} & sim.live(n) for n in NAMES_50 if n not in sim.crashed),
+        max_step=QUANTUM,
+        min_step=QUANTUM,
+    )
     assert took <= DETECT + FAST + 2 * QUANTUM, f"{took * 1000:.0f} ms"
 
 
@@ -104,8 +110,11 @@ def test_when_too_few_voters_are_left_the_slow_backstop_still_decides() -> None:
     sim.run(2.0, max_step=QUANTUM, min_step=QUANTUM)
     assert not any(sim.lost_since(n, start) for n in sim.names), "one silent lane is not a death"
     sim.crashed.add(victim)
-    took = sim.until(lambda: all(victim not in sim.live(n) for n in sim.names if n != victim),
-                     max_step=QUANTUM, min_step=QUANTUM)
+    took = sim.until(
+        lambda: all(victim not in sim.live(n) for n in sim.names if n != victim),
+        max_step=QUANTUM,
+        min_step=QUANTUM,
+    )
     assert took <= settings.dead_after * settings.slow_period(12) + 2 * QUANTUM
 
 
@@ -129,8 +138,16 @@ def test_a_falsely_accused_node_refutes_at_once_and_stays_alive_everywhere() -> 
     obit = table.message(OBITUARY, table.peers[accused], sim.now, ((peer_id(accused), 120),))
     for n in NAMES_50:
         if n != accuser:
-            sim.deliver(accuser, n, encode(obit if n == accused else table.message(
-                OBITUARY, table.peers[n], sim.now, ((peer_id(accused), 120),)), sim.keys[accuser]))
+            sim.deliver(
+                accuser,
+                n,
+                encode(
+                    obit
+                    if n == accused
+                    else table.message(OBITUARY, table.peers[n], sim.now, ((peer_id(accused), 120),)),
+                    sim.keys[accuser],
+                ),
+            )
     assert sim.tables[accused].counters["refutations"] == 1
     assert all(p.reply_due for p in sim.tables[accused].peers.values()), "it answers everyone at once"
     start = sim.now
@@ -159,8 +176,11 @@ def test_at_50_nodes_a_cut_off_node_keeps_its_set_and_everyone_else_drops_it_fas
     sim = big()
     sim.cut({"n30"}, set(NAMES_50) - {"n30"})
     cut = sim.now
-    took = sim.until(lambda: all("n30" not in sim.live(n) for n in NAMES_50 if n != "n30"),
-                     max_step=QUANTUM, min_step=QUANTUM)
+    took = sim.until(
+        lambda: all("n30" not in sim.live(n) for n in NAMES_50 if n != "n30"),
+        max_step=QUANTUM,
+        min_step=QUANTUM,
+    )
     assert took <= DETECT + FAST + 2 * QUANTUM
     sim.run(5.0, max_step=QUANTUM, min_step=QUANTUM)
     assert not sim.lost_since("n30", cut) and sim.tables["n30"].isolated_since is not None
@@ -195,8 +215,10 @@ def test_a_held_node_that_hears_one_peer_again_drops_only_the_silent_ones() -> N
 @pytest.mark.parametrize(
     ("names", "min_peers"),
     [(["a", "b"], 2), (["a", "b", "c"], 0)],
-    ids=["a two-node cluster cannot tell a cut from a crash: it fails over",
-         "isolation_min_peers 0 turns the guard off"],
+    ids=[
+        "a two-node cluster cannot tell a cut from a crash: it fails over",
+        "isolation_min_peers 0 turns the guard off",
+    ],
 )
 def test_where_the_guard_does_not_apply_a_lone_node_takes_over(names: list[str], min_peers: int) -> None:
     sim = Sim(names, MembershipSettings(isolation_min_peers=min_peers))

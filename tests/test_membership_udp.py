@@ -16,7 +16,6 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 from ironlb.agent.membership import Keyring, Membership, MembershipSettings
 from ironlb.agent.membership.wire import HEARTBEAT, Message, encode
+from lab.flood import udp_flood_argv
 from lab.waiting import always, eventually
 
 KEY = b"k" * 32
@@ -55,8 +55,9 @@ DRAINED = 0.05
 
 
 async def everyone(c: Cluster, timeout: float = 3.0) -> None:
-    await eventually("every member to see every other", c.everyone_sees_everyone, timeout=timeout,
-                     interval=POLL)
+    await eventually(
+        "every member to see every other", c.everyone_sees_everyone, timeout=timeout, interval=POLL
+    )
 
 
 class Cluster:
@@ -71,8 +72,9 @@ class Cluster:
         self.watching: set[str] = set()
 
     def make(self, name: str, keys: Keyring | None = None) -> Membership:
-        m = Membership(name, keys or self.keys.get(name, Keyring(KEY)), self.settings,
-                       bind_host=self.addresses[name])
+        m = Membership(
+            name, keys or self.keys.get(name, Keyring(KEY)), self.settings, bind_host=self.addresses[name]
+        )
         m.update_peers(self.addresses)
         return m
 
@@ -85,6 +87,7 @@ class Cluster:
     def watch(self, name: str) -> None:
         """Record every peer ``name`` ever drops from its live set from now on (``watching``
         lists the names whose watcher has its first live set)."""
+
         async def run() -> None:
             previous: frozenset[str] | None = None
             async for live in self.members[name].changes():
@@ -121,13 +124,23 @@ async def test_three_nodes_join_and_report_status_as_json(cluster3: Cluster) -> 
     assert min(status["receive_buffer"].values()) >= 1 << 20, "SO_RCVBUF(FORCE) took effect"
 
 
+async def n2_dropped(cluster: Cluster, timeout: float) -> None:
+    """Until neither n0 nor n1 has n2 in its live set."""
+    await eventually(
+        "n0 and n1 to drop n2",
+        lambda: cluster.live("n0") | cluster.live("n1"),
+        lambda live: "n2" not in live,
+        timeout=timeout,
+        interval=POLL,
+    )
+
+
 async def test_a_crashed_node_is_seen_dead_by_both_others_within_the_bound(cluster3: Cluster) -> None:
     await everyone(cluster3)
     await cluster3.members["n2"].stop(graceful=False)
     bound = cluster3.settings.dead_after * cluster3.settings.interval
     start = time.monotonic()
-    await eventually("n0 and n1 to drop n2", lambda: cluster3.live("n0") | cluster3.live("n1"),
-                     lambda live: "n2" not in live, timeout=3.0, interval=POLL)
+    await n2_dropped(cluster3, timeout=3.0)
     took = time.monotonic() - start
     assert took <= bound + 0.15
 
@@ -144,8 +157,7 @@ async def test_a_graceful_stop_is_seen_at_once_and_changes_yields_it(cluster3: C
     await eventually("the first live set", lambda: seen, lambda got: len(got) == 1, interval=POLL)
     start = time.monotonic()
     await cluster3.members["n2"].stop(graceful=True)
-    await eventually("n0 and n1 to drop n2", lambda: cluster3.live("n0") | cluster3.live("n1"),
-                     lambda live: "n2" not in live, timeout=1.0, interval=POLL)
+    await n2_dropped(cluster3, timeout=1.0)
     assert time.monotonic() - start < 0.09, "a LEAVE is faster than any crash detection"
     for survivor in ("n0", "n1"):  # told, not timed out: "left", never "dead"
         assert cluster3.members[survivor].status()["peers"]["n2"]["state"] == "left"
@@ -178,8 +190,9 @@ async def test_datagrams_from_unknown_sources_are_dropped_before_any_hmac(cluste
     def counted() -> tuple[int, int]:
         return delta("unknown_source"), delta("bad_mac")
 
-    await eventually("300 datagrams counted", counted, lambda n: n[0] >= 200 and n[1] >= 100, timeout=3.0,
-                     interval=POLL)
+    await eventually(
+        "300 datagrams counted", counted, lambda n: n[0] >= 200 and n[1] >= 100, timeout=3.0, interval=POLL
+    )
     await always("no more counted", counted, lambda n: n == (200, 100), seconds=DRAINED, interval=POLL)
     assert counted() == (200, 100), "strangers never reach the HMAC"
     assert cluster3.everyone_sees_everyone()
@@ -194,10 +207,10 @@ async def test_a_flood_from_a_spoofed_peer_address_kills_nobody() -> None:
             c.watch(name)
         target = c.members["n0"]
         before = target.status()["counters"]
-        key_id = f"{Keyring(KEY).sign_id:08x}"
-        argv = [sys.executable, "-m", "lab.flood", "udp", "--target", c.addresses["n0"],
-                "--port", str(c.settings.port), "--rate", "20000", "--seconds", "3",
-                "--bind", c.addresses["n1"], "--key-id", key_id]
+        argv = udp_flood_argv(
+            c.addresses["n0"], port=c.settings.port, rate=20_000, seconds=3, key_id=Keyring(KEY).sign_id
+        )
+        argv += ["--bind", c.addresses["n1"]]
         flood = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, stdout=subprocess.PIPE)
         out, _ = await flood.communicate()
         sent = json.loads(out.decode().strip().splitlines()[-1])["sent"]
@@ -235,11 +248,15 @@ async def test_the_thread_keeps_heartbeating_through_a_short_event_loop_stall(cl
     await everyone(cluster3)
     for name in cluster3.members:
         cluster3.watch(name)
-    await eventually("every watcher to start", lambda: cluster3.watching,
-                     lambda watching: watching == set(cluster3.members))
+    await eventually(
+        "every watcher to start",
+        lambda: cluster3.watching,
+        lambda watching: watching == set(cluster3.members),
+    )
     time.sleep(0.6)  # the whole event loop (all three members' loop side) blocks for 6 detection windows
-    await always("nobody drops a peer", lambda: cluster3.lost, lambda lost: not any(lost.values()),
-                 seconds=AFTER_STALL)
+    await always(
+        "nobody drops a peer", lambda: cluster3.lost, lambda lost: not any(lost.values()), seconds=AFTER_STALL
+    )
 
 
 async def test_a_node_whose_event_loop_hangs_stops_heartbeating_so_peers_take_over() -> None:
@@ -262,10 +279,19 @@ async def test_losing_every_peer_at_once_holds_until_kubernetes_says_their_nodes
     await everyone(cluster3)
     survivor = cluster3.members["n2"]
     await asyncio.gather(*(cluster3.members[n].stop(graceful=False) for n in ("n0", "n1")))
-    await eventually("n2 to see itself isolated", lambda: survivor.status()["isolated_s"],
-                     lambda s: s is not None, timeout=1.0, interval=POLL)
-    await always("cut off, probably: take nothing over", survivor.live,
-                 lambda live: live == {"n0", "n1", "n2"}, seconds=ISOLATED_HOLD)
+    await eventually(
+        "n2 to see itself isolated",
+        lambda: survivor.status()["isolated_s"],
+        lambda s: s is not None,
+        timeout=1.0,
+        interval=POLL,
+    )
+    await always(
+        "cut off, probably: take nothing over",
+        survivor.live,
+        lambda live: live == {"n0", "n1", "n2"},
+        seconds=ISOLATED_HOLD,
+    )
     survivor.update_peers(cluster3.addresses, ready={"n2"})  # the node controller marks them NotReady
     await eventually("n2 alone", survivor.live, lambda live: live == {"n2"}, timeout=1.0, interval=POLL)
     assert survivor.status()["counters"]["isolations"] == 1
@@ -282,11 +308,17 @@ async def test_ipv6_members_on_the_loopback_find_each_other() -> None:
         m.update_peers(peers)
     try:
         await asyncio.gather(*(m.start() for m in members))
-        await eventually("a and b to see each other", lambda: [m.live() for m in members],
-                         lambda live: live == [{"a", "b"}] * 2, timeout=1.0, interval=POLL)
+        await eventually(
+            "a and b to see each other",
+            lambda: [m.live() for m in members],
+            lambda live: live == [{"a", "b"}] * 2,
+            timeout=1.0,
+            interval=POLL,
+        )
         await members[1].stop()
-        await eventually("a to see b leave", members[0].live, lambda live: live == {"a"}, timeout=0.5,
-                         interval=POLL)
+        await eventually(
+            "a to see b leave", members[0].live, lambda live: live == {"a"}, timeout=0.5, interval=POLL
+        )
     finally:
         for m in members:
             await m.stop(graceful=False)

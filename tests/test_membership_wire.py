@@ -37,10 +37,18 @@ FULL = Message(HEARTBEAT, "n" * 253, TOP, TOP, TOP, ALL_ENTRIES, TOP, 0xFFFF)
 
 @pytest.mark.parametrize(
     "msg",
-    [Message(HEARTBEAT, "node-1", 7, 1, 0, next_ms=25), Message(LEAVE, "nœud-ü", 1, 99, 5),
-     Message(OBITUARY, "n2", 3, 4, 5, ((peer_id("n9"), 110),), 77, 767), FULL],
-    ids=["a heartbeat with its promise", "a leave from a node with a UTF-8 name",
-         "an obituary naming one peer", "the largest message"],
+    [
+        Message(HEARTBEAT, "node-1", 7, 1, 0, next_ms=25),
+        Message(LEAVE, "nœud-ü", 1, 99, 5),
+        Message(OBITUARY, "n2", 3, 4, 5, ((peer_id("n9"), 110),), 77, 767),
+        FULL,
+    ],
+    ids=[
+        "a heartbeat with its promise",
+        "a leave from a node with a UTF-8 name",
+        "an obituary naming one peer",
+        "the largest message",
+    ],
 )
 def test_messages_survive_a_round_trip(msg: Message) -> None:
     data = encode(msg, KEY)
@@ -129,8 +137,12 @@ def test_correctly_signed_garbage_reaches_the_parser_and_is_refused_cleanly(body
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(min_size=1, max_size=40), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
-       st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.integers(0, 0xFFFF)), max_size=20))
+@given(
+    st.binary(min_size=1, max_size=40),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+    st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.integers(0, 0xFFFF)), max_size=20),
+)
 def test_mutated_valid_messages_never_raise_anything_but_malformed(
     salt: bytes, inc: int, seq: int, entries: list[tuple[bytes, int]]
 ) -> None:
@@ -152,8 +164,10 @@ def test_a_key_file_is_read_and_its_trailing_newline_dropped(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("content", "words"),
     [(None, "cannot be read"), (b"tiny-secret-value\n", "holds 17 bytes; at least 32")],
-    ids=["a missing key file names the path and the Secret",
-         "a short key names its length, never its content"],
+    ids=[
+        "a missing key file names the path and the Secret",
+        "a short key names its length, never its content",
+    ],
 )
 def test_key_file_errors_name_the_path_and_never_the_key(
     tmp_path: Path, content: bytes | None, words: str
@@ -169,17 +183,30 @@ def test_key_file_errors_name_the_path_and_never_the_key(
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("10.0.0.1", ("10.0.0.1", 7947)), ("10.0.0.1:9000", ("10.0.0.1", 9000)),
-     ("fd00::1", ("fd00::1", 7947)), ("[fd00::1]:9000", ("fd00::1", 9000)), ("[::1]", ("::1", 7947))],
-    ids=["IPv4 takes the default port", "IPv4 with a port", "IPv6 takes the default port",
-         "bracketed IPv6 with a port", "bracketed IPv6 without a port"],
+    [
+        ("10.0.0.1", ("10.0.0.1", 7947)),
+        ("10.0.0.1:9000", ("10.0.0.1", 9000)),
+        ("fd00::1", ("fd00::1", 7947)),
+        ("[fd00::1]:9000", ("fd00::1", 9000)),
+        ("[::1]", ("::1", 7947)),
+    ],
+    ids=[
+        "IPv4 takes the default port",
+        "IPv4 with a port",
+        "IPv6 takes the default port",
+        "bracketed IPv6 with a port",
+        "bracketed IPv6 without a port",
+    ],
 )
 def test_peer_addresses_parse(text: str, expected: tuple[str, int]) -> None:
     assert parse_address("n1", text, 7947) == expected
 
 
-@pytest.mark.parametrize("text", ["node-1.example", "10.0.0.1:0", "[fd00::1]x", "10.0.0.1:http"],
-                         ids=["a host name", "port zero", "junk after the bracket", "a service name"])
+@pytest.mark.parametrize(
+    "text",
+    ["node-1.example", "10.0.0.1:0", "[fd00::1]x", "10.0.0.1:http"],
+    ids=["a host name", "port zero", "junk after the bracket", "a service name"],
+)
 def test_bad_peer_addresses_name_the_node_and_value(text: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_address("n1", text, 7947)

@@ -63,10 +63,27 @@ __all__ = ["ALIVE", "DEAD", "LEFT", "SUSPECT", "UNKNOWN", "Outgoing", "Peer", "T
 STALL = 2  # fast periods without an expire() call that count as this node having stalled
 EPS = 1e-6  # a deadline this close counts as reached (so float rounding never skips a verdict)
 COUNTERS = (
-    "received", "accepted", "unknown_source", "unknown_key", "bad_mac", "malformed", "unknown_sender",
-    "stale_incarnation", "replayed", "unconfirmed", "leaves_received", "obituaries_received",
-    "obituaries_sent", "refutations", "sent", "send_errors", "receive_errors", "rate_limited", "stalls",
-    "isolations", "loop_stalls",
+    "received",
+    "accepted",
+    "unknown_source",
+    "unknown_key",
+    "bad_mac",
+    "malformed",
+    "unknown_sender",
+    "stale_incarnation",
+    "replayed",
+    "unconfirmed",
+    "leaves_received",
+    "obituaries_received",
+    "obituaries_sent",
+    "refutations",
+    "sent",
+    "send_errors",
+    "receive_errors",
+    "rate_limited",
+    "stalls",
+    "isolations",
+    "loop_stalls",
 )
 
 
@@ -249,9 +266,7 @@ class Table(Schedule):
         stale = [r for r, stamp in peer.obits.items() if stamp + slack < evidence]
         for reporter in stale:  # heard after the voter lost it: the vote lapsed
             del peer.obits[reporter]
-        others = sum(
-            1 for r in peer.obits if (p := self.peers.get(r)) is not None and p.state in LIVE_STATES
-        )
+        others = sum(1 for r in peer.obits if (p := self.peers.get(r)) is not None and p.state in LIVE_STATES)
         return own + others
 
     def quorum(self, peer: Peer) -> int:

@@ -150,8 +150,12 @@ class Membership:
                         await asyncio.sleep(0.01)
                     with self._lock:
                         now = self._clock()
-                        self._transmit([(p.address, self._table.message(LEAVE, p, now))
-                                        for p in self._table.peers.values()])
+                        self._transmit(
+                            [
+                                (p.address, self._table.message(LEAVE, p, now))
+                                for p in self._table.peers.values()
+                            ]
+                        )
         finally:
             for sock in self._socks.values():
                 sock.close()
@@ -202,8 +206,10 @@ class Membership:
                 "slow_period_s": round(table.slow_period(), 4),
                 "receive_buffer": dict(self._rcvbuf),
                 "isolated_s": None if table.isolated_since is None else round(now - table.isolated_since, 3),
-                "keys": {"current": f"{self._keys.sign_id:08x}",
-                         "next": None if self._keys.also_id is None else f"{self._keys.also_id:08x}"},
+                "keys": {
+                    "current": f"{self._keys.sign_id:08x}",
+                    "next": None if self._keys.also_id is None else f"{self._keys.also_id:08x}",
+                },
                 "live": sorted(table.live()),
                 "peers": peers,
                 "counters": dict(table.counters),
@@ -234,8 +240,10 @@ class Membership:
         if isolated != self._isolated_logged:
             self._isolated_logged = isolated
             if isolated:
-                log.warning("membership: every peer went silent at once while their Nodes are Ready: "
-                            "this node is probably cut off; keeping the last live set, taking nothing over")
+                log.warning(
+                    "membership: every peer went silent at once while their Nodes are Ready: "
+                    "this node is probably cut off; keeping the last live set, taking nothing over"
+                )
             else:
                 log.info("membership: no longer cut off")
 
@@ -294,8 +302,9 @@ class Membership:
                 for other in self._socks.values():
                     other.close()
                 self._socks = {}
-                raise OSError(e.errno, f"membership: cannot bind UDP {host!r} port {self.settings.port}: "
-                                       f"{e.strerror}") from e
+                raise OSError(
+                    e.errno, f"membership: cannot bind UDP {host!r} port {self.settings.port}: {e.strerror}"
+                ) from e
             self._socks[family] = sock
             self._rcvbuf[int(family)] = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
@@ -383,8 +392,11 @@ class Membership:
     def _note_lag(self, lagging: bool) -> None:
         if lagging and not self._lagging:
             self._table.counters["loop_stalls"] += 1
-            log.warning("membership: the agent's event loop has not run for %.1f s; "
-                        "heartbeats stop so that peers take over", self.settings.max_loop_lag)
+            log.warning(
+                "membership: the agent's event loop has not run for %.1f s; "
+                "heartbeats stop so that peers take over",
+                self.settings.max_loop_lag,
+            )
         elif self._lagging and not lagging:
             log.info("membership: the event loop runs again; heartbeats resume")
         self._lagging = lagging

@@ -92,9 +92,12 @@ class MembershipSettings:
         if not 1 <= self.watchers <= 16:
             bad("watchers", "must be between 1 and 16")
         elif fast_rate >= HEADROOM * self.max_packets_per_second:
-            bad("watchers", f"with interval {self.interval} s must leave room in max_packets_per_second "
-                            f"({self.max_packets_per_second}): watchers / interval < "
-                            f"{HEADROOM * self.max_packets_per_second:g}")
+            bad(
+                "watchers",
+                f"with interval {self.interval} s must leave room in max_packets_per_second "
+                f"({self.max_packets_per_second}): watchers / interval < "
+                f"{HEADROOM * self.max_packets_per_second:g}",
+            )
         if not 1 <= self.quorum <= self.watchers + 1:
             bad("quorum", f"must be between 1 and watchers + 1 ({self.watchers + 1})")
         if not 1 <= self.suspect_after <= 1000:
@@ -151,14 +154,28 @@ def load_key(path: str) -> bytes:
             key = f.read().strip()
     except OSError as e:
         raise ConfigError(
-            [Issue("File", path, "membership key", None,
-                   f"cannot be read ({e.strerror or e}); mount the membership Secret at this path")]
+            [
+                Issue(
+                    "File",
+                    path,
+                    "membership key",
+                    None,
+                    f"cannot be read ({e.strerror or e}); mount the membership Secret at this path",
+                )
+            ]
         ) from e
     if len(key) < MIN_KEY_BYTES:
         raise ConfigError(
-            [Issue("File", path, "membership key", None,
-                   f"holds {len(key)} bytes; at least {MIN_KEY_BYTES} are required "
-                   "(e.g. `openssl rand -base64 48`)")]
+            [
+                Issue(
+                    "File",
+                    path,
+                    "membership key",
+                    None,
+                    f"holds {len(key)} bytes; at least {MIN_KEY_BYTES} are required "
+                    "(e.g. `openssl rand -base64 48`)",
+                )
+            ]
         )
     return key
 
@@ -173,8 +190,15 @@ def load_keys(key_file: str, next_key_file: str | None = None) -> Keyring:
     also = load_key(next_key_file) if next_key_file else None
     if also is not None and also != key and key_id(also) == key_id(key):
         raise ConfigError(
-            [Issue("File", next_key_file or "", "membership next key", None,
-                   "has the same key id as the current key (a 1 in 4 billion chance); generate another")]
+            [
+                Issue(
+                    "File",
+                    next_key_file or "",
+                    "membership next key",
+                    None,
+                    "has the same key id as the current key (a 1 in 4 billion chance); generate another",
+                )
+            ]
         )
     return Keyring(key, also)
 
@@ -198,7 +222,14 @@ def parse_address(node: str, text: str, default_port: int) -> tuple[str, int]:
             raise ValueError(text)
     except ValueError:
         raise ConfigError(
-            [Issue("Node", node, "membership address", text,
-                   "must be an IPv4 or IPv6 address, optionally with :port ([v6]:port)")]
+            [
+                Issue(
+                    "Node",
+                    node,
+                    "membership address",
+                    text,
+                    "must be an IPv4 or IPv6 address, optionally with :port ([v6]:port)",
+                )
+            ]
         ) from None
     return str(ip), port

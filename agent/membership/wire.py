@@ -165,8 +165,12 @@ def encode(msg: Message, key: bytes | Keyring) -> bytes:
         _HEAD.pack(MAGIC, VERSION, msg.kind, ring.sign_id, len(name)),
         name,
         _NUMS.pack(
-            msg.incarnation, msg.seq, msg.echo, msg.sent_ms,
-            min(max(msg.next_ms, 0), MAX_NEXT_MS), len(msg.entries),
+            msg.incarnation,
+            msg.seq,
+            msg.echo,
+            msg.sent_ms,
+            min(max(msg.next_ms, 0), MAX_NEXT_MS),
+            len(msg.entries),
         ),
     ]
     if msg.entries:
